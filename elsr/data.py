@@ -1,0 +1,246 @@
+"""Training and validation data: random paired patches from image folders or HDF5 files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .degrade import downscale, upscale
+from .errors import ElsrError
+from .imageio import list_images, mod_crop, read_image
+from .metrics import image_metrics
+
+log = logging.getLogger(__name__)
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def augment(lr: np.ndarray, hr: np.ndarray, mode: int) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the same one of the 8 flips/rotations (``mode`` 0..7) to an HWC LR/HR pair."""
+    def apply(img: np.ndarray) -> np.ndarray:
+        if mode & 1:
+            img = img[:, ::-1]
+        if mode & 2:
+            img = img[::-1]
+        if mode & 4:
+            img = img.transpose(1, 0, 2)
+        return img
+    return apply(lr), apply(hr)
+
+
+def to_tensor(batch: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """uint8 NHWC (or a list of HWC) -> float32 NCHW in [0, 1]."""
+    array = np.ascontiguousarray(np.stack(batch) if not isinstance(batch, np.ndarray) else batch)
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def crop_pair(lr: np.ndarray, hr: np.ndarray, scale: int, patch: int, top: int, left: int, mode: int):
+    """LR patch at (top, left) with its aligned HR patch, augmented with ``mode``."""
+    lr_patch = lr[top: top + patch, left: left + patch]
+    hr_patch = hr[top * scale: (top + patch) * scale, left * scale: (left + patch) * scale]
+    return augment(lr_patch, hr_patch, mode)
+
+
+class FolderSource:
+    """Image folders held in memory; LR made once per scale with MATLAB bicubic."""
+
+    def __init__(self, root: str | Path, convert: bool = False) -> None:
+        self.root = Path(root)
+        files = list_images(self.root)
+        self.images = [read_image(p, convert=convert) for p in files]
+        self.names = [str(p) for p in files]
+        self._pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._reported: set[tuple[int, int]] = set()
+        log.info("training data: %d images from %s", len(self.images), self.root)
+
+    def pairs(self, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        if scale not in self._pairs:
+            pairs = []
+            for hr in self.images:
+                hr = mod_crop(hr, scale)
+                pairs.append((downscale(hr, scale), hr))
+            self._pairs[scale] = pairs
+        return self._pairs[scale]
+
+    def usable(self, scale: int, patch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        pairs = [p for p in self.pairs(scale) if min(p[0].shape[:2]) >= patch]
+        if not pairs:
+            raise ElsrError(f"no training image is large enough for {patch}px LR patches at x{scale}",
+                            path=self.root, fix="use a smaller patch_size or larger images")
+        if len(pairs) < len(self.images) and (scale, patch) not in self._reported:
+            self._reported.add((scale, patch))
+            log.info("x%d, %dpx patches: %d of %d images are too small and skipped",
+                     scale, patch, len(self.images) - len(pairs), len(self.images))
+        return pairs
+
+    def num_patches(self, scale: int, patch: int) -> int:
+        """Non-overlapping LR patches in the set: the length of one 'pass'."""
+        return sum((lr.shape[0] // patch) * (lr.shape[1] // patch) for lr, _ in self.usable(scale, patch))
+
+    def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int]) -> Iterator[Batch]:
+        pairs = self.usable(scale, patch)
+        rng = np.random.default_rng(list(seed))
+        # Draw images in proportion to their number of patch positions (big images, more crops).
+        weights = np.array([(lr.shape[0] - patch + 1) * (lr.shape[1] - patch + 1) for lr, _ in pairs], float)
+        weights /= weights.sum()
+        for _ in range(iters):
+            lrs, hrs = [], []
+            for idx in rng.choice(len(pairs), size=batch_size, p=weights):
+                lr, hr = pairs[idx]
+                top = int(rng.integers(lr.shape[0] - patch + 1))
+                left = int(rng.integers(lr.shape[1] - patch + 1))
+                a, b = crop_pair(lr, hr, scale, patch, top, left, int(rng.integers(8)))
+                lrs.append(a)
+                hrs.append(b)
+            yield to_tensor(lrs), to_tensor(hrs)
+
+
+def hdf5_lr_key(handle: h5py.File, scale: int, path: Path) -> str:
+    """Name of the LR dataset for ``scale`` in an HDF5 patch file, or a clear error."""
+    if "hr" not in handle:
+        raise ElsrError("HDF5 file has no 'hr' dataset", path=path, fix="build it with 'elsr prepare'")
+    key = f"lr_x{scale}"
+    if key in handle:
+        return key
+    if "lr" not in handle:
+        raise ElsrError(f"HDF5 file has no '{key}' or 'lr' dataset", path=path,
+                        fix=f"build it with 'elsr prepare --scales {scale}'")
+    hr_side, lr_side = handle["hr"].shape[1], handle["lr"].shape[1]
+    if lr_side * scale != hr_side:
+        raise ElsrError(f"HDF5 'lr' patches are {lr_side}px for {hr_side}px 'hr': not x{scale}", path=path,
+                        fix=f"prepare a file with --scales {scale}")
+    return "lr"
+
+
+class HDF5Patches(Dataset):
+    """Random crops of stored LR/HR patches. The file is opened once per worker process."""
+
+    def __init__(self, path: str | Path, scale: int, patch: int) -> None:
+        self.path, self.scale, self.patch = Path(path), scale, patch
+        self._handle: h5py.File | None = None
+        try:
+            with h5py.File(self.path, "r") as handle:
+                self.lr_key = hdf5_lr_key(handle, scale, self.path)
+                lr, hr = handle[self.lr_key], handle["hr"]
+                if lr.ndim != 4 or hr.ndim != 4 or lr.shape[0] != hr.shape[0] or lr.shape[3] != 3:
+                    raise ElsrError(f"HDF5 shapes do not pair up: lr {lr.shape}, hr {hr.shape}",
+                                    path=self.path, fix="expected (N, P/s, P/s, 3) and (N, P, P, 3)")
+                if hr.shape[1] != lr.shape[1] * scale or hr.shape[2] != lr.shape[2] * scale:
+                    raise ElsrError(f"HDF5 lr {lr.shape} and hr {hr.shape} are not x{scale} apart",
+                                    path=self.path)
+                self.length, self.stored = lr.shape[0], min(lr.shape[1:3])
+        except OSError as exc:
+            raise ElsrError("not a readable HDF5 file (corrupt, truncated or another format)", path=self.path,
+                            fix="rebuild it with 'elsr prepare'") from exc
+        if self.length == 0:
+            raise ElsrError("HDF5 file holds no patches", path=self.path)
+        if patch > self.stored:
+            raise ElsrError(f"stage wants {patch}px LR patches but the file stores {self.stored}px at x{scale}",
+                            path=self.path, fix="prepare larger patches or lower the stage's patch_size")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handle": None}  # each worker opens its own handle
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
+        if self._handle is None:
+            self._handle = h5py.File(self.path, "r")
+        lr = self._handle[self.lr_key][index]
+        hr = self._handle["hr"][index]
+        rng = np.random.default_rng(seed)
+        top = int(rng.integers(lr.shape[0] - self.patch + 1))
+        left = int(rng.integers(lr.shape[1] - self.patch + 1))
+        a, b = crop_pair(lr, hr, self.scale, self.patch, top, left, int(rng.integers(8)))
+        return to_tensor([a])[0], to_tensor([b])[0]
+
+
+class SeededSampler(Sampler):
+    """Random (index, crop seed) pairs, a pure function of the epoch seed: resumable exactly."""
+
+    def __init__(self, length: int, count: int, seed: Sequence[int]) -> None:
+        self.length, self.count, self.seed = length, count, list(seed)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        indices = rng.integers(self.length, size=self.count)
+        seeds = rng.integers(2**63 - 1, size=self.count)
+        return iter(zip(indices.tolist(), seeds.tolist()))
+
+
+class HDF5Source:
+    """Patches from an 'elsr prepare' HDF5 file, read by DataLoader workers."""
+
+    def __init__(self, path: str | Path, workers: int = 2) -> None:
+        self.path, self.workers = Path(path), workers
+
+    def num_patches(self, scale: int, patch: int) -> int:
+        return len(HDF5Patches(self.path, scale, patch))
+
+    def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int]) -> Iterator[Batch]:
+        dataset = HDF5Patches(self.path, scale, patch)
+        sampler = SeededSampler(len(dataset), iters * batch_size, seed)
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
+                            drop_last=True, persistent_workers=False)
+        yield from loader
+
+
+def open_training_data(path: str | Path, convert: bool = False, workers: int = 2) -> FolderSource | HDF5Source:
+    """An image folder (searched recursively) or an HDF5 patch file."""
+    path = Path(path)
+    if not path.exists():
+        raise ElsrError("no such training data", path=path, fix="pass an image folder or an .h5 file")
+    if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES:
+        return HDF5Source(path, workers)
+    return FolderSource(path, convert)
+
+
+@dataclass
+class ValImage:
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+
+
+class ValidationSet:
+    """Full images: HR mod-cropped to the scale, LR made by MATLAB bicubic; bicubic scores cached."""
+
+    def __init__(self, root: str | Path, convert: bool = False) -> None:
+        self.root = Path(root)
+        self.files = list_images(self.root)
+        self.images = [read_image(p, convert=convert) for p in self.files]
+        self._cache: dict[int, tuple[list[ValImage], dict[str, float]]] = {}
+
+    def for_scale(self, scale: int) -> list[ValImage]:
+        return self._prepare(scale)[0]
+
+    def bicubic_scores(self, scale: int) -> dict[str, float]:
+        return self._prepare(scale)[1]
+
+    def _prepare(self, scale: int):
+        if scale not in self._cache:
+            items, scores = [], []
+            for path, img in zip(self.files, self.images):
+                hr = mod_crop(img, scale)
+                lr = downscale(hr, scale)
+                items.append(ValImage(path.stem, lr, hr))
+                scores.append(image_metrics(upscale(lr, scale), hr, scale))
+            self._cache[scale] = (items, mean_metrics(scores))
+        return self._cache[scale]
+
+
+def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}

@@ -1,0 +1,36 @@
+"""Running a PyTorch ELSR model on uint8 images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import ElsrError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto -> cuda when available, else cpu; cuda without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ElsrError("--device cuda was asked but no CUDA GPU is available", fix="use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ElsrError(f"unknown device {name!r}", fix="use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """Float CHW (or 1CHW) in [0, 1] -> HWC uint8, clipped and rounded as the field reports."""
+    if tensor.ndim == 4:
+        tensor = tensor[0]
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    return np.ascontiguousarray(array.transpose(1, 2, 0))
+
+
+@torch.no_grad()
+def super_resolve(model: torch.nn.Module, lr: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Super-resolve one HWC uint8 RGB image with a PyTorch model."""
+    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
+        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div_(255.0).to(device)
+    return tensor_to_uint8(model(x))

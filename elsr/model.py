@@ -1,0 +1,119 @@
+"""The ELSR network (arXiv 2208.14600): five layers, about 3.5K parameters at x4.
+
+conv3x3 3->C, residual block [conv3x3 C->C, PReLU, conv3x3 C->C] + skip, conv3x3 C->3*s^2,
+PixelShuffle(s). Input and output are float NCHW RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .errors import ElsrError
+
+log = logging.getLogger(__name__)
+
+SCALES = (2, 3, 4)
+PRELU_MODES = ("shared", "channel")
+IN_CHANNELS = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild an ELSR network; stored in every checkpoint."""
+
+    scale: int = 4
+    channels: int = 6
+    prelu: str = "shared"  # one slope for all channels (== LeakyRelu), or one per channel
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ElsrError(f"unsupported scale x{self.scale}", fix=f"use one of {SCALES}")
+        if self.channels < 1:
+            raise ElsrError(f"channels must be positive, got {self.channels}")
+        if self.prelu not in PRELU_MODES:
+            raise ElsrError(f"unknown prelu mode {self.prelu!r}", fix=f"use one of {PRELU_MODES}")
+
+    def to_dict(self) -> dict:
+        return {"name": "elsr", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        fields = {k: v for k, v in data.items() if k != "name"}
+        if data.get("name", "elsr") != "elsr":
+            raise ElsrError(f"checkpoint holds a {data.get('name')!r} model, not ELSR")
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise ElsrError(f"checkpoint architecture not understood: {exc}") from exc
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+
+
+class ELSR(nn.Module):
+    """ELSR super-resolution network."""
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        self.config = config or ModelConfig(**kwargs)
+        c, s = self.config.channels, self.config.scale
+        self.head = conv3x3(IN_CHANNELS, c)
+        self.body_conv1 = conv3x3(c, c)
+        self.body_act = nn.PReLU(num_parameters=1 if self.config.prelu == "shared" else c)
+        self.body_conv2 = conv3x3(c, c)
+        self.tail = conv3x3(c, IN_CHANNELS * s * s)
+        self.upsample = nn.PixelShuffle(s)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.head(x)
+        feat = feat + self.body_conv2(self.body_act(self.body_conv1(feat)))
+        return self.upsample(self.tail(feat))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def macs_per_frame(config: ModelConfig, height: int, width: int) -> int:
+    """Multiply-accumulates of the convolutions for one LR frame of height x width."""
+    c, s = config.channels, config.scale
+    per_pixel = 9 * (IN_CHANNELS * c + c * c + c * c + c * IN_CHANNELS * s * s)
+    return per_pixel * height * width
+
+
+def load_weights(model: ELSR, state: dict[str, torch.Tensor], source: str, transfer: bool = False) -> None:
+    """Load ``state`` into ``model``.
+
+    Without ``transfer`` the tensors must match exactly. With it (x2 -> x4 pre-training),
+    every tensor whose name and shape match is copied, the rest (the tail conv) keeps its
+    fresh initialisation, and both lists are logged.
+    """
+    own = model.state_dict()
+    if not transfer:
+        mismatched = [k for k in own if k not in state or state[k].shape != own[k].shape]
+        unexpected = [k for k in state if k not in own]
+        if mismatched or unexpected:
+            raise ElsrError(
+                f"weights do not fit this ELSR model (mismatched: {', '.join(mismatched) or '-'}; "
+                f"unexpected: {', '.join(unexpected) or '-'})",
+                path=source,
+                fix="check the scale and architecture, or use a transfer stage (init: transfer)",
+            )
+        model.load_state_dict(state)
+        return
+    transferred = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
+    fresh = [k for k in own if k not in transferred]
+    if not transferred:
+        raise ElsrError("no tensor could be transferred", path=source, fix="is this an ELSR checkpoint?")
+    model.load_state_dict({**own, **{k: state[k] for k in transferred}})
+    log.info("transfer from %s: transferred %s", source, ", ".join(transferred))
+    log.info("transfer from %s: freshly initialised %s", source, ", ".join(fresh) or "nothing")

@@ -1,0 +1,327 @@
+"""Staged training: runs a schedule stage by stage, validates every epoch, resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .data import FolderSource, HDF5Source, ValidationSet, mean_metrics, open_training_data
+from .errors import ElsrError
+from .fileio import atomic_path, write_text
+from .inference import resolve_device, super_resolve
+from .metrics import image_metrics
+from .model import ELSR, ModelConfig, count_parameters, load_weights
+from .plots import plot_history
+from .provenance import provenance
+from .schedule import Schedule, Stage, load_schedule
+
+log = logging.getLogger(__name__)
+
+RUN_STATE = "last.pt"
+FINAL_MODEL = "model.pt"
+CSV_FIELDS = ["stage", "stage_name", "scale", "epoch", "global_epoch", "lr", "loss",
+              "psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb",
+              "bicubic_psnr_y", "bicubic_psnr_rgb", "bicubic_ssim_y", "bicubic_ssim_rgb",
+              "seconds", "samples_per_s"]
+
+
+@dataclass
+class TrainConfig:
+    """One training run; the schedule holds everything about the stages."""
+
+    schedule: str | Path
+    train: Path
+    val: Path
+    out: Path
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+    weights: Path | None = None   # start the first stage from these weights (x2 -> x4 transfer if needed)
+    seed: int | None = None       # overrides the schedule's seed
+    workers: int = 2              # DataLoader workers for HDF5 data
+    threads: int = 0              # torch CPU threads (0: PyTorch's default)
+    convert: bool = False         # convert greyscale / RGBA / 16-bit images instead of refusing them
+    length: float = 1.0           # multiply every stage's epochs by this (rounded, at least 1)
+    progress: bool = True
+
+
+def lr_for_epoch(stage: Stage, epoch: int) -> float:
+    """Learning rate of ``stage`` in ``epoch`` (0-based): a pure function, so resume needs no state."""
+    s = stage.scheduler
+    if s.name == "constant":
+        return stage.lr
+    if s.name == "step":
+        return stage.lr * s.gamma ** (epoch // s.step_size)
+    if s.name == "multistep":
+        return stage.lr * s.gamma ** sum(epoch >= m for m in s.milestones)
+    progress = epoch / max(1, stage.epochs - 1)  # cosine: lr at epoch 0, eta_min at the last epoch
+    return s.eta_min + (stage.lr - s.eta_min) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def loss_function(name: str) -> nn.Module:
+    return nn.L1Loss() if name == "l1" else nn.MSELoss()
+
+
+def stage_dir(out: Path, index: int, stage: Stage) -> Path:
+    return out / f"stage{index + 1}_{stage.name}"
+
+
+def validate(model: ELSR, val: ValidationSet, device: torch.device) -> dict[str, float]:
+    """Mean PSNR/SSIM (RGB and Y, border = scale) of the model on the validation images."""
+    model.eval()
+    rows = [image_metrics(super_resolve(model, item.lr, device), item.hr, model.scale)
+            for item in val.for_scale(model.scale)]
+    model.train()
+    return mean_metrics(rows)
+
+
+class Trainer:
+    """Runs the stages of a schedule; ``run()`` returns a summary of the final model."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.schedule: Schedule = load_schedule(cfg.schedule)
+        if cfg.seed is not None:
+            self.schedule.seed = cfg.seed
+        if cfg.weights is not None:
+            self.schedule.stages[0].init = str(cfg.weights)
+        if cfg.length <= 0:
+            raise ElsrError(f"--length must be positive, got {cfg.length}")
+        for stage in self.schedule.stages:
+            stage.epochs = max(1, round(stage.epochs * cfg.length))
+        self.out = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self._check_inits()
+        self.history: list[dict] = []
+        self.best: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- set-up
+    def _check_inits(self) -> None:
+        for name, path in (("--train", self.cfg.train), ("--val", self.cfg.val)):
+            if not Path(path).exists():
+                raise ElsrError(f"{name} path does not exist", path=path, fix="check the path")
+        for stage in self.schedule.stages:
+            path = stage.init.removeprefix("transfer:")
+            if stage.init not in ("scratch", "previous", "transfer") and not Path(path).is_file():
+                raise ElsrError(f"stage {stage.name!r} starts from {path}, which does not exist",
+                                path=path, fix="fix the init path or use init: scratch")
+
+    def _load_state(self) -> dict | None:
+        state_path = self.out / RUN_STATE
+        if not state_path.exists():
+            if self.cfg.resume:
+                log.info("--resume: no run state in %s yet, starting from the beginning", self.out)
+            return None
+        if not self.cfg.resume and not self.cfg.overwrite:
+            raise ElsrError("a training run already exists here", path=self.out,
+                            fix="pass --resume to continue it, --overwrite to start again, or another --out")
+        if not self.cfg.resume:
+            return None
+        ckpt = read_checkpoint(state_path)
+        state = ckpt.get("train_state")
+        if not state:
+            raise ElsrError("checkpoint holds no training state", path=state_path, fix="start again with --overwrite")
+        if state["schedule"] != self.schedule.to_dict():
+            raise ElsrError("the run was started with a different schedule", path=state_path,
+                            fix="resume with the same schedule and --weights/--seed, or use a new --out")
+        state["model"] = ckpt["model"]
+        return state
+
+    def _new_model(self, index: int, stage: Stage) -> ELSR:
+        """The stage's starting model: fresh (seeded), the previous stage's best, a transfer or a file."""
+        torch.manual_seed(self.schedule.seed * 1000 + index)
+        model = ELSR(ModelConfig(scale=stage.scale, channels=self.schedule.channels, prelu=self.schedule.prelu))
+        if stage.init == "scratch":
+            log.info("stage %s: starting from scratch", stage.name)
+            return model
+        if stage.init in ("previous", "transfer"):
+            prev = self.schedule.stages[index - 1]
+            source = stage_dir(self.out, index - 1, prev) / "best.pt"
+        else:
+            source = Path(stage.init.removeprefix("transfer:"))
+        ckpt = read_checkpoint(source)
+        src_scale = ModelConfig.from_dict(ckpt["arch"]).scale
+        transfer = stage.init == "transfer" or stage.init.startswith("transfer:") or (
+            self.cfg.weights is not None and index == 0 and src_scale != stage.scale)
+        if src_scale != stage.scale and not transfer:
+            raise ElsrError(f"stage {stage.name!r} is x{stage.scale} but its init checkpoint is x{src_scale}",
+                            path=source, fix=f"use init: transfer:{source}")
+        log.info("stage %s: %s weights from %s", stage.name, "transferring" if transfer else "loading", source)
+        load_weights(model, ckpt["model"], str(source), transfer=transfer)
+        return model
+
+    # --------------------------------------------------------------- the run
+    def run(self) -> dict:
+        state = self._load_state()
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write
+            stale.unlink(missing_ok=True)
+        write_text(self.out / "schedule.json", json.dumps(self.schedule.to_dict(), indent=2))
+        val = ValidationSet(self.cfg.val, self.cfg.convert)
+        source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers)
+        start_stage, start_epoch = 0, 0
+        if state:
+            self.history, self.best = state["history"], state["best"]
+            start_stage, start_epoch = state["stage"], state["epoch"]
+            log.info("resuming at stage %d, epoch %d", start_stage + 1, start_epoch + 1)
+        for index in range(start_stage, len(self.schedule.stages)):
+            resume = state if (state and index == start_stage) else None
+            self._run_stage(index, source, val, start_epoch if resume else 0, resume)
+        return self._finish()
+
+    def _run_stage(self, index: int, source: FolderSource | HDF5Source, val: ValidationSet,
+                   first_epoch: int, resume: dict | None) -> None:
+        stage = self.schedule.stages[index]
+        n_stages = len(self.schedule.stages)
+        model = self._new_model(index, stage) if resume is None or first_epoch == 0 else None
+        if model is None:
+            model = ELSR(ModelConfig(scale=stage.scale, channels=self.schedule.channels, prelu=self.schedule.prelu))
+            load_weights(model, resume["model"], str(self.out / RUN_STATE))
+        model.to(self.device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr, weight_decay=stage.weight_decay)
+        if resume is not None and first_epoch > 0:
+            optimizer.load_state_dict(resume["optimizer"])
+        loss_fn = loss_function(stage.loss)
+        iters = stage.iters_per_epoch or max(1, source.num_patches(stage.scale, stage.patch_size) // stage.batch_size)
+        bicubic = val.bicubic_scores(stage.scale)
+        folder = stage_dir(self.out, index, stage)
+        log.info("stage %d/%d %s: x%d, %s, %dpx LR patches, batch %d, lr %.2g, %d epochs x %d iterations, "
+                 "%d parameters; bicubic on validation: %.2f dB (Y)", index + 1, n_stages, stage.name,
+                 stage.scale, stage.loss.upper(), stage.patch_size, stage.batch_size, stage.lr, stage.epochs,
+                 iters, count_parameters(model), bicubic["psnr_y"])
+        for epoch in range(first_epoch, stage.epochs):
+            lr = lr_for_epoch(stage, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            started = time.perf_counter()
+            losses = []
+            batches = source.batches(stage.scale, stage.patch_size, stage.batch_size, iters,
+                                     (self.schedule.seed, index, epoch))
+            bar = tqdm(batches, total=iters, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", unit="it",
+                       leave=False, disable=None if self.cfg.progress else True, dynamic_ncols=True)
+            for step, (lr_batch, hr_batch) in enumerate(bar):
+                pred = model(lr_batch.to(self.device, non_blocking=True))
+                loss = loss_fn(pred, hr_batch.to(self.device, non_blocking=True))
+                if not torch.isfinite(loss):
+                    raise ElsrError(
+                        f"loss became {loss.item()} in stage {stage.name!r}, epoch {epoch + 1}, iteration {step + 1}",
+                        path=self.out, fix=f"lower the stage's lr; the last good checkpoints are kept in {folder}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            seconds = time.perf_counter() - started
+            metrics = validate(model, val, self.device)
+            row = {"stage": index + 1, "stage_name": stage.name, "scale": stage.scale, "epoch": epoch + 1,
+                   "global_epoch": len(self.history) + 1, "lr": lr, "loss": float(np.mean(losses)),
+                   **metrics, **{f"bicubic_{k}": v for k, v in bicubic.items()},
+                   "seconds": round(seconds, 2), "samples_per_s": round(iters * stage.batch_size / seconds, 1)}
+            self.history.append(row)
+            self._save_epoch(index, stage, epoch, model, optimizer, metrics, folder)
+            log.info("stage %d/%d %s epoch %d/%d: lr %.2e loss %.5f | val %.2f dB Y (bicubic %+.2f) %.2f dB RGB, "
+                     "SSIM-Y %.4f | %.1fs, %.0f samples/s", index + 1, n_stages, stage.name, epoch + 1,
+                     stage.epochs, lr, row["loss"], metrics["psnr_y"], metrics["psnr_y"] - bicubic["psnr_y"],
+                     metrics["psnr_rgb"], metrics["ssim_y"], seconds, row["samples_per_s"])
+
+    def _save_epoch(self, index: int, stage: Stage, epoch: int, model: ELSR, optimizer, metrics: dict,
+                    folder: Path) -> None:
+        """Best and last of the stage, then the run state, metrics.csv and plots (each atomic)."""
+        meta = {"schedule": self.schedule.name, "stage": stage.name, "epoch": epoch + 1, "val": metrics,
+                "val_data": str(self.cfg.val), **provenance()}
+        if metrics["psnr_y"] > self.best.get(stage.name, -math.inf):
+            self.best[stage.name] = metrics["psnr_y"]
+            save_checkpoint(folder / "best.pt", model, meta)
+        save_checkpoint(folder / "last.pt", model, meta)
+        done = epoch + 1 == stage.epochs
+        train_state = {"stage": index + 1 if done else index, "epoch": 0 if done else epoch + 1,
+                       "optimizer": optimizer.state_dict(), "history": self.history, "best": self.best,
+                       "schedule": self.schedule.to_dict()}
+        save_checkpoint(self.out / RUN_STATE, model, meta, train_state=train_state)
+        self._write_csv()
+        plot_history(self.history, self.out)
+
+    def _write_csv(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text(self.out / "metrics.csv", buffer.getvalue())
+
+    def _finish(self) -> dict:
+        index = len(self.schedule.stages) - 1
+        last = self.schedule.stages[index]
+        best_path = stage_dir(self.out, index, last) / "best.pt"
+        ckpt = read_checkpoint(best_path)
+        with atomic_path(self.out / FINAL_MODEL) as tmp:
+            tmp.write_bytes(best_path.read_bytes())
+        rows = [r for r in self.history if r["stage_name"] == last.name]
+        best_row = max(rows, key=lambda r: r["psnr_y"])
+        summary = {"model": str(self.out / FINAL_MODEL), "scale": last.scale, "schedule": self.schedule.name,
+                   "stage": last.name, "epoch": ckpt["meta"].get("epoch"),
+                   "val": {k: best_row[k] for k in ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb")},
+                   "bicubic": {k: best_row[f"bicubic_{k}"] for k in ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb")},
+                   "train_seconds": round(sum(r["seconds"] for r in self.history), 1)}
+        summary["gain_y_db"] = round(summary["val"]["psnr_y"] - summary["bicubic"]["psnr_y"], 3)
+        write_text(self.out / "summary.json", json.dumps(summary, indent=2))
+        log.info("final model %s: %.2f dB Y on %s, bicubic %.2f dB (%+.2f dB)", summary["model"],
+                 summary["val"]["psnr_y"], self.cfg.val, summary["bicubic"]["psnr_y"], summary["gain_y_db"])
+        return summary
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run a whole schedule; see :class:`TrainConfig`."""
+    return Trainer(cfg).run()
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--schedule", default="quick",
+                        help="built-in schedule (quick, seed, paper) or a YAML file (default: quick)")
+    parser.add_argument("--train", type=Path, required=True, help="image folder (searched recursively) or .h5 file")
+    parser.add_argument("--val", type=Path, required=True, help="folder of full-size HR validation images")
+    parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder (default: runs/train)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    parser.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
+    parser.add_argument("--weights", type=Path, help="start the first stage from this checkpoint "
+                        "(a x2 checkpoint for a x4 stage is transferred, tail re-initialised)")
+    parser.add_argument("--seed", type=int, help="override the schedule's seed")
+    parser.add_argument("--length", type=float, default=1.0,
+                        help="multiply every stage's epochs by this factor, e.g. 0.1 for a short try (default: 1)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for HDF5 data (default: 2)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--convert", action="store_true",
+                        help="convert greyscale / RGBA / 16-bit images to 8-bit RGB instead of refusing them")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def run(args) -> int:
+    cfg = TrainConfig(schedule=args.schedule, train=args.train, val=args.val, out=args.out, device=args.device,
+                      resume=args.resume, overwrite=args.overwrite, weights=args.weights, seed=args.seed,
+                      workers=args.workers, threads=args.threads, convert=args.convert, length=args.length,
+                      progress=not args.no_progress)
+    summary = train(cfg)
+    print(f"done: {summary['model']} ({summary['val']['psnr_y']:.2f} dB Y on {cfg.val}, "
+          f"{summary['gain_y_db']:+.2f} dB over bicubic)")
+    return 0
