@@ -31,16 +31,13 @@ def save_checkpoint(path: str | Path, model: ELSR, meta: dict | None = None, **e
         torch.save(payload, tmp)
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file safely (no code execution) and check it is one of ours.
-
-    A bare ELSR state dict is accepted too; its architecture is inferred from the shapes.
-    """
+def load_safely(path: str | Path):
+    """``torch.load`` with ``weights_only=True`` (no code execution), with one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise ElsrError("no such checkpoint file", path=path, fix="check the path")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ElsrError(
             "refused to load: the file contains Python objects other than tensors (it could run code)",
@@ -48,6 +45,14 @@ def read_checkpoint(path: str | Path) -> dict:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise ElsrError("not a readable PyTorch checkpoint (corrupt or truncated)", path=path,
                         fix="re-download or re-create it") from exc
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file safely and check it is one of ours.
+
+    A bare ELSR state dict is accepted too; its architecture is inferred from the shapes.
+    """
+    data = load_safely(path)
     if isinstance(data, dict) and data.get("format") == FORMAT:
         return data
     if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()) and data:

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("elsr.training", "train with a staged schedule (quick, seed, paper or your YAML)"),
     "eval": ("elsr.evaluate", "PSNR/SSIM (RGB and Y) of a model and of bicubic on a folder of HR images"),
     "upscale": ("elsr.upscale", "super-resolve an image or a folder of images"),
+    "export": ("export.onnx_fp32", "export a checkpoint to a self-contained ONNX model, checked against PyTorch"),
+    "quantize": ("export.quantize", "INT8 ONNX by quantization-aware training (qat) or static PTQ, with a report"),
 }
 
 EXIT_BAD_INPUT = 2

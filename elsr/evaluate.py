@@ -8,13 +8,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .checkpoint import load_model
 from .data import mean_metrics
 from .degrade import downscale, upscale
 from .errors import ElsrError
 from .fileio import write_text
 from .imageio import list_images, mod_crop, read_image
-from .inference import resolve_device, super_resolve
 from .metrics import image_metrics
 
 KEYS = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb")
@@ -40,10 +38,10 @@ def find_lr(folder: Path, stem: str, scale: int) -> Path:
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Scores of bicubic and the model on every image of ``cfg.data``, plus their means."""
-    model, ckpt = load_model(cfg.model, cfg.scale)
-    scale = model.scale
-    device = resolve_device(cfg.device)
-    model.to(device)
+    from export.runtime import load_upscaler  # lazy: elsr does not load the export package at start-up
+
+    upscaler = load_upscaler(cfg.model, cfg.scale, cfg.device)
+    scale = upscaler.scale
     rows = []
     files = list_images(cfg.data)
     for path in tqdm(files, desc="eval", unit="img", disable=None if cfg.progress else True, leave=False):
@@ -58,7 +56,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                                 f"at x{scale}", path=lr_path)
         rows.append({"image": path.name,
                      "bicubic": image_metrics(upscale(lr, scale), hr, scale),
-                     "model": image_metrics(super_resolve(model, lr, device), hr, scale)})
+                     "model": image_metrics(upscaler(lr), hr, scale)})
     mean = {name: mean_metrics([r[name] for r in rows]) for name in ("bicubic", "model")}
     return {"model": str(cfg.model), "data": str(cfg.data), "scale": scale, "border": scale,
             "lr_source": str(cfg.lr) if cfg.lr else "matlab-bicubic", "images": rows, "mean": mean,
@@ -77,7 +75,7 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt)")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt) or ONNX model (.onnx, .ort)")
     parser.add_argument("--data", type=Path, required=True, help="folder of HR images")
     parser.add_argument("--scale", type=int, help="expected scale (must match the model)")
     parser.add_argument("--lr", type=Path, help="folder of given LR images instead of MATLAB-bicubic downscaling")

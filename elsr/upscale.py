@@ -7,10 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .checkpoint import load_model
 from .errors import ElsrError
 from .imageio import list_images, read_image, write_image
-from .inference import resolve_device, super_resolve
 
 
 @dataclass
@@ -37,20 +35,20 @@ def plan_outputs(cfg: UpscaleConfig) -> list[tuple[Path, Path]]:
 
 
 def upscale_files(cfg: UpscaleConfig) -> list[Path]:
-    model, _ = load_model(cfg.model)
-    device = resolve_device(cfg.device)
-    model.to(device)
+    from export.runtime import load_upscaler  # lazy: elsr does not load the export package at start-up
+
+    upscaler = load_upscaler(cfg.model, device=cfg.device)
     pairs = plan_outputs(cfg)
     existing = [out for _, out in pairs if out.exists()]
     if existing and not cfg.overwrite:
         raise ElsrError("output exists", path=existing[0], fix="pass --overwrite or choose another --output")
     for src, dst in tqdm(pairs, desc="upscale", unit="img", disable=None if cfg.progress and len(pairs) > 1 else True):
-        write_image(dst, super_resolve(model, read_image(src, cfg.convert), device))
+        write_image(dst, upscaler(read_image(src, cfg.convert)))
     return [dst for _, dst in pairs]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt)")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt) or ONNX model (.onnx, .ort)")
     parser.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
     parser.add_argument("--output", type=Path, required=True, help="output image, or folder for a folder input")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -1,0 +1,260 @@
+"""Quantization-aware training (QAT) of ELSR for a fully integer INT8 graph.
+
+The fake-quant model mirrors, tensor for tensor, the QDQ ONNX graph that ``export.onnx_int8``
+builds, so what QAT trains is what onnxruntime runs:
+
+- input and output on the uint8 pixel grid (scale 1/255, zero point 0): both ends are lossless,
+  and the output is clipped to [0, 1] for free (the field rounds outputs to uint8 anyway);
+- weights: per-channel symmetric int8; biases: int32 with scale input_scale * weight_scale;
+- activations: per-tensor uint8 with min/max observers (EMA), frozen for the last epochs;
+- the shared PReLU slope runs as LeakyRelu, which has an integer kernel in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import load_safely
+from .errors import ElsrError
+from .fileio import atomic_path
+from .model import ELSR, ModelConfig
+from .training import loss_function, validate
+
+ACT_QMIN, ACT_QMAX = 0, 255     # uint8 activations
+W_QMIN, W_QMAX = -128, 127      # int8 weights; symmetric scales use +-127
+PIXEL_RANGE = (0.0, 1.0)        # input/output range: scale 1/255, zero point 0
+OBSERVED = ("head", "body_conv1", "body_act", "body_conv2", "add")  # activations with learned ranges
+
+
+class ActFakeQuant(nn.Module):
+    """Per-tensor uint8 fake quantization; range from an EMA min/max observer, or fixed."""
+
+    def __init__(self, fixed: tuple[float, float] | None = None, momentum: float = 0.01) -> None:
+        super().__init__()
+        self.momentum = momentum
+        lo, hi = fixed or (0.0, 0.0)
+        self.register_buffer("min_val", torch.tensor(lo))
+        self.register_buffer("max_val", torch.tensor(hi))
+        self.register_buffer("initialised", torch.tensor(fixed is not None))
+        self.register_buffer("frozen", torch.tensor(fixed is not None))
+
+    def qparams(self) -> tuple[float, int]:
+        """(scale, zero point): the range always holds 0 so zero padding stays exact."""
+        lo = min(float(self.min_val), 0.0)
+        hi = max(float(self.max_val), 0.0)
+        scale = max((hi - lo) / (ACT_QMAX - ACT_QMIN), 1e-8)
+        zero_point = int(np.clip(round(ACT_QMIN - lo / scale), ACT_QMIN, ACT_QMAX))
+        return scale, zero_point
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.frozen):
+            lo, hi = x.detach().min(), x.detach().max()
+            if not bool(self.initialised):
+                self.min_val.copy_(lo)
+                self.max_val.copy_(hi)
+                self.initialised.fill_(True)
+            else:
+                self.min_val.lerp_(lo, self.momentum)
+                self.max_val.lerp_(hi, self.momentum)
+        scale, zero_point = self.qparams()
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, ACT_QMIN, ACT_QMAX)
+
+
+def weight_scales(weight: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric int8 scales."""
+    return weight.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / W_QMAX
+
+
+def fake_quant_weight(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    zeros = torch.zeros_like(scales, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scales, zeros, 0, W_QMIN, W_QMAX)
+
+
+def fake_quant_bias(bias: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """int32 bias on the grid input_scale * weight_scale (straight-through gradient)."""
+    return bias + (torch.round(bias / scales) * scales - bias).detach()
+
+
+class QuantELSR(nn.Module):
+    """ELSR with fake quantization at exactly the points where the INT8 graph quantizes."""
+
+    def __init__(self, model: ELSR) -> None:
+        super().__init__()
+        self.config: ModelConfig = model.config
+        self.head = copy.deepcopy(model.head)
+        self.body_conv1 = copy.deepcopy(model.body_conv1)
+        self.body_act = copy.deepcopy(model.body_act)
+        self.body_conv2 = copy.deepcopy(model.body_conv2)
+        self.tail = copy.deepcopy(model.tail)
+        self.upsample = nn.PixelShuffle(self.config.scale)
+        self.quant = nn.ModuleDict({"input": ActFakeQuant(PIXEL_RANGE), "tail": ActFakeQuant(PIXEL_RANGE),
+                                    **{name: ActFakeQuant() for name in OBSERVED}})
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def freeze_observers(self) -> None:
+        for quant in self.quant.values():
+            quant.frozen.fill_(True)
+
+    def _conv(self, layer: nn.Conv2d, x: torch.Tensor, input_quant: str) -> torch.Tensor:
+        w_scales = weight_scales(layer.weight)
+        b_scales = self.quant[input_quant].qparams()[0] * w_scales
+        return F.conv2d(x, fake_quant_weight(layer.weight, w_scales), fake_quant_bias(layer.bias, b_scales),
+                        padding=1)
+
+    def forward(self, x: torch.Tensor, taps: dict | None = None) -> torch.Tensor:
+        q = self.quant
+        x = q["input"](x)
+        head = q["head"](self._conv(self.head, x, "input"))
+        c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
+        act = q["body_act"](self.body_act(c1))
+        c2 = q["body_conv2"](self._conv(self.body_conv2, act, "body_act"))
+        added = q["add"](head + c2)
+        tail = q["tail"](self._conv(self.tail, added, "add"))
+        if taps is not None:
+            taps.update(head=head, body_conv1=c1, body_act=act, body_conv2=c2, add=added, tail=tail)
+        return self.upsample(tail)
+
+    def to_float(self) -> ELSR:
+        """The underlying float weights as a plain ELSR (no quantization)."""
+        model = ELSR(self.config)
+        model.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("quant.")})
+        return model.eval()
+
+
+def float_taps(model: ELSR, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The FP32 model's tensors at the points QuantELSR quantizes (for per-layer error reports)."""
+    head = model.head(x)
+    c1 = model.body_conv1(head)
+    act = model.body_act(c1)
+    c2 = model.body_conv2(act)
+    added = head + c2
+    return {"head": head, "body_conv1": c1, "body_act": act, "body_conv2": c2, "add": added,
+            "tail": model.tail(added)}
+
+
+@dataclass
+class ConvParams:
+    weight: np.ndarray          # int8 (out, in, 3, 3)
+    weight_scale: np.ndarray    # float32 (out,)
+    bias: np.ndarray            # int32 (out,)
+    bias_scale: np.ndarray      # float32 (out,) = input scale * weight scale
+
+
+@dataclass
+class QuantParams:
+    """Everything the integer graph needs, taken from a trained QuantELSR."""
+
+    config: ModelConfig
+    convs: dict[str, ConvParams]
+    activations: dict[str, tuple[float, int]]   # name -> (scale, uint8 zero point)
+    slope: np.ndarray                            # PReLU slope(s), float32
+
+
+@torch.no_grad()
+def quant_params(model: QuantELSR) -> QuantParams:
+    inputs = {"head": "input", "body_conv1": "head", "body_conv2": "body_act", "tail": "add"}
+    convs = {}
+    for name, source in inputs.items():
+        layer: nn.Conv2d = getattr(model, name)
+        w_scale = weight_scales(layer.weight).float()
+        in_scale = np.float32(model.quant[source].qparams()[0])
+        b_scale = (w_scale * torch.tensor(in_scale)).float()
+        convs[name] = ConvParams(
+            weight=torch.clamp(torch.round(layer.weight / w_scale[:, None, None, None]), W_QMIN, W_QMAX)
+            .to(torch.int8).numpy(),
+            weight_scale=w_scale.numpy().astype(np.float32),
+            bias=torch.round(layer.bias / b_scale).to(torch.int32).numpy(),
+            bias_scale=b_scale.numpy().astype(np.float32))
+    activations = {name: quant.qparams() for name, quant in model.quant.items()}
+    return QuantParams(model.config, convs, activations, model.body_act.weight.detach().float().numpy().copy())
+
+
+QAT_FORMAT = "elsr-qat-checkpoint"
+
+
+def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict]) -> None:
+    """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again."""
+    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(),
+               "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_qat_checkpoint(path) -> QuantELSR:
+    ckpt = load_safely(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != QAT_FORMAT:
+        raise ElsrError("not a QAT checkpoint", path=path, fix="pass the .qat.pt written by 'elsr quantize'")
+    qmodel = QuantELSR(ELSR(ModelConfig.from_dict(ckpt["arch"])))
+    qmodel.load_state_dict(ckpt["model"])
+    return qmodel.eval()
+
+
+@dataclass
+class QATConfig:
+    """Fine-tuning with fake quantization; observers are frozen for the last epochs."""
+
+    epochs: int = 10
+    iters_per_epoch: int = 200
+    batch_size: int = 32
+    patch_size: int = 32           # LR pixels
+    lr: float = 1e-4               # cosine-decayed to lr / 10
+    loss: str = "mse"
+    freeze_fraction: float = 0.4   # share of the epochs (at the end) with frozen activation ranges
+    calibration_batches: int = 16  # forward passes that set the ranges before training
+    seed: int = 0
+
+
+def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, progress: bool = True,
+              log=None) -> tuple[QuantELSR, list[dict]]:
+    """Fine-tune ``model`` with fake quantization; returns the best fake-quant model (by PSNR-Y)."""
+    torch.manual_seed(cfg.seed)
+    qmodel = QuantELSR(model).to(device).train()
+    scale = model.scale
+    with torch.no_grad():  # calibration: the observers see real patches before any update
+        for lr_batch, _ in source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches,
+                                          (cfg.seed, 99, 0)):
+            qmodel(lr_batch.to(device))
+    optimizer = torch.optim.Adam([p for n, p in qmodel.named_parameters() if not n.startswith("quant.")],
+                                 lr=cfg.lr)
+    loss_fn = loss_function(cfg.loss)
+    freeze_at = cfg.epochs - max(1, round(cfg.epochs * cfg.freeze_fraction))
+    best_state, best_psnr, history = None, -math.inf, []
+    for epoch in range(cfg.epochs):
+        if epoch == freeze_at:
+            qmodel.freeze_observers()
+        lr = cfg.lr / 10 + (cfg.lr - cfg.lr / 10) * 0.5 * (1 + math.cos(math.pi * epoch / max(1, cfg.epochs - 1)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = []
+        batches = source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.iters_per_epoch, (cfg.seed, 100, epoch))
+        for lr_batch, hr_batch in tqdm(batches, total=cfg.iters_per_epoch, desc=f"qat {epoch + 1}/{cfg.epochs}",
+                                       unit="it", leave=False, disable=None if progress else True):
+            loss = loss_fn(qmodel(lr_batch.to(device)), hr_batch.to(device))
+            if not torch.isfinite(loss):
+                raise ElsrError(f"QAT loss became {loss.item()} in epoch {epoch + 1}", fix="lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        metrics = validate(qmodel, val, device)
+        frozen = epoch >= freeze_at
+        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "frozen": frozen, **metrics})
+        if log:
+            log.info("qat epoch %d/%d: lr %.1e loss %.5f | fake-quant val %.3f dB Y%s", epoch + 1, cfg.epochs, lr,
+                     history[-1]["loss"], metrics["psnr_y"], " (ranges frozen)" if frozen else "")
+        if frozen and metrics["psnr_y"] > best_psnr:  # only states whose ranges are final
+            best_psnr, best_state = metrics["psnr_y"], copy.deepcopy(qmodel.state_dict())
+    qmodel.load_state_dict(best_state)
+    qmodel.freeze_observers()
+    return qmodel.eval().cpu(), history

@@ -1,0 +1,1 @@
+"""Exporting ELSR checkpoints to deployable formats (ONNX, ...) and running any of them on images."""

@@ -1,0 +1,109 @@
+"""The fully integer INT8 ELSR graph (QDQ ONNX) from QAT parameters, and the PTQ baseline.
+
+Built node by node so that onnxruntime fuses every conv to QLinearConv, the residual Add to
+QLinearAdd, the shared-slope PReLU to QLinearLeakyRelu, and moves DepthToSpace in uint8. The
+graph keeps the float contract of every elsr ONNX model: input ``lr`` and output ``sr`` are
+float32 NCHW RGB in [0, 1]; the quantization of both is exactly the uint8 pixel grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from elsr.fileio import atomic_path
+from elsr.quantization import QuantParams
+
+INT8_OPSET = 18
+INPUT, OUTPUT = "lr", "sr"
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; every DQ gets a single consumer (as QDQ fusion expects)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def quantize(self, x: str, name: str, scale: float, zero_point: int) -> str:
+        s = self.const(f"{name}_scale", np.array(scale, np.float32))
+        z = self.const(f"{name}_zero_point", np.array(zero_point, np.uint8))
+        return self.node("QuantizeLinear", [x, s, z], f"{name}_q")
+
+    def dequantize(self, q: str, name: str, consumer: str) -> str:
+        return self.node("DequantizeLinear", [q, f"{name}_scale", f"{name}_zero_point"], f"{name}_dq_{consumer}")
+
+    def conv(self, x: str, name: str, params) -> str:
+        w = self.const(f"{name}_w", params.weight)
+        ws = self.const(f"{name}_w_scale", params.weight_scale)
+        wz = self.const(f"{name}_w_zero_point", np.zeros_like(params.weight_scale, np.int8))
+        b = self.const(f"{name}_b", params.bias)
+        bs = self.const(f"{name}_b_scale", params.bias_scale)
+        bz = self.const(f"{name}_b_zero_point", np.zeros_like(params.bias, np.int32))
+        w_dq = self.node("DequantizeLinear", [w, ws, wz], f"{name}_w_dq", axis=0)
+        b_dq = self.node("DequantizeLinear", [b, bs, bz], f"{name}_b_dq", axis=0)
+        return self.node("Conv", [x, w_dq, b_dq], f"{name}_out", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+
+
+def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """The QDQ ONNX model of a QAT-trained ELSR."""
+    g = _GraphBuilder()
+    act = params.activations
+    scale = params.config.scale
+
+    def requant(x: str, name: str) -> str:
+        return g.quantize(x, name, *act[name])
+
+    x_q = g.quantize(INPUT, "input", *act["input"])
+    head_q = requant(g.conv(g.dequantize(x_q, "input", "head"), "head", params.convs["head"]), "head")
+    c1_q = requant(g.conv(g.dequantize(head_q, "head", "body_conv1"), "body_conv1", params.convs["body_conv1"]),
+                   "body_conv1")
+    c1 = g.dequantize(c1_q, "body_conv1", "body_act")
+    if params.slope.size == 1:  # one shared slope: exactly LeakyRelu, which has an integer kernel
+        act_out = g.node("LeakyRelu", [c1], "body_act_out", alpha=float(params.slope.reshape(-1)[0]))
+    else:
+        slope = g.const("body_act_slope", params.slope.reshape(-1, 1, 1).astype(np.float32))
+        act_out = g.node("PRelu", [c1, slope], "body_act_out")
+    act_q = requant(act_out, "body_act")
+    c2_q = requant(g.conv(g.dequantize(act_q, "body_act", "body_conv2"), "body_conv2", params.convs["body_conv2"]),
+                   "body_conv2")
+    added = g.node("Add", [g.dequantize(head_q, "head", "add"), g.dequantize(c2_q, "body_conv2", "add")], "add_out")
+    add_q = requant(added, "add")
+    tail_q = requant(g.conv(g.dequantize(add_q, "add", "tail"), "tail", params.convs["tail"]), "tail")
+    # DepthToSpace between a DQ and a Q of the same parameters runs on uint8 after QDQ fusion.
+    d2s = g.node("DepthToSpace", [g.dequantize(tail_q, "tail", "depth_to_space")], "depth_to_space_out",
+                 blocksize=scale, mode="CRD")
+    out_q = g.node("QuantizeLinear", [d2s, "tail_scale", "tail_zero_point"], "output_q")
+    g.node("DequantizeLinear", [out_q, "tail_scale", "tail_zero_point"], OUTPUT)
+
+    graph = helper.make_graph(
+        g.nodes, "elsr_int8",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT,
+                                       ["batch", 3, f"height_x{scale}", f"width_x{scale}"])],
+        g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", INT8_OPSET)],
+                              producer_name="elsr")
+    model.ir_version = min(model.ir_version, 10)
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=str(value))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp))
+    return path

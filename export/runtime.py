@@ -1,0 +1,152 @@
+"""One way to run any ELSR model file (PyTorch checkpoint or ONNX) on HWC uint8 RGB images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from elsr.checkpoint import load_model
+from elsr.errors import ElsrError
+from elsr.inference import resolve_device, super_resolve, tensor_to_uint8
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+TORCH_SUFFIXES = (".pt", ".pth")
+ONNX_SUFFIXES = (".onnx", ".ort")
+DEVICES = ("auto", "cpu", "cuda")
+PROBE_SIZE = 4  # side of the blank image run to find the scale of an ONNX model without metadata
+
+
+class Upscaler(Protocol):
+    """A loaded model: HWC uint8 RGB in, HWC uint8 RGB ``scale`` times larger out."""
+
+    scale: int
+    name: str
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray: ...
+
+
+def image_to_nchw(lr: np.ndarray) -> np.ndarray:
+    """HWC uint8 RGB -> 1x3xHxW float32 in [0, 1], the same values super_resolve feeds PyTorch."""
+    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
+        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
+    return np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+
+
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime execution providers for ``device`` (auto, cpu or cuda)."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise ElsrError(f"unknown device {device!r}", fix=f"use one of {', '.join(DEVICES)}")
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise ElsrError("--device cuda was asked but onnxruntime has no CUDA support here",
+                        fix="use --device cpu or auto, or install onnxruntime-gpu")
+    if device != "cpu" and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _describe(args) -> str:
+    return ", ".join(f"{a.name} {a.type} {list(a.shape)}" for a in args) or "none"
+
+
+def _is_image_tensor(arg) -> bool:
+    return arg.type == "tensor(float)" and len(arg.shape) == 4 and arg.shape[1] == 3
+
+
+def onnx_session(path: str | Path, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime session for an image-to-image model; ElsrError naming the file if it is not one.
+
+    ``threads`` sets intra_op_num_threads (0: onnxruntime's default).
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ElsrError("no such model file", path=path, fix="check the path")
+    providers = onnx_providers(device)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime's error types derive from Exception directly
+        reason = str(exc).rsplit("failed:", 1)[-1].strip()
+        raise ElsrError(f"cannot load this ONNX model (corrupt, truncated or not ONNX): {reason}", path=path,
+                        fix="re-export it with 'elsr export'") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1 or not all(map(_is_image_tensor, (*inputs, *outputs))):
+        raise ElsrError(f"not an image model: expected one float Nx3xHxW input and output, found input(s) "
+                        f"{_describe(inputs)} and output(s) {_describe(outputs)}", path=path,
+                        fix="pass an ELSR model written by 'elsr export'")
+    return session
+
+
+class TorchUpscaler:
+    """A PyTorch checkpoint (model.pt), run with elsr.inference.super_resolve."""
+
+    def __init__(self, path: str | Path, scale: int | None = None, device: str = "auto") -> None:
+        self.model, self.checkpoint = load_model(path, scale)
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self.scale = self.model.scale
+        self.name = Path(path).name
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        return super_resolve(self.model, lr, self.device)
+
+
+class OnnxUpscaler:
+    """An ONNX (or ORT-format) model, run with onnxruntime; rounding as elsr.inference.tensor_to_uint8."""
+
+    def __init__(self, path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        self.session = onnx_session(self.path, device, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.scale = self._model_scale()
+        if scale is not None and scale != self.scale:
+            raise ElsrError(f"ONNX model is a x{self.scale} model but x{scale} was asked", path=self.path,
+                            fix=f"use --scale {self.scale}, or export a x{scale} checkpoint")
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def _model_scale(self) -> int:
+        """The ``scale`` metadata entry, else the ratio of output to input size on a blank image."""
+        stored = self.session.get_modelmeta().custom_metadata_map.get("scale")
+        if stored is not None:
+            if not stored.isdigit() or int(stored) < 1:
+                raise ElsrError(f"metadata scale {stored!r} is not a positive integer", path=self.path)
+            return int(stored)
+        try:
+            height, width = self._run(np.zeros((1, 3, PROBE_SIZE, PROBE_SIZE), np.float32)).shape[2:]
+        except Exception as exc:  # onnxruntime's error types derive from Exception directly
+            raise ElsrError(f"the model fails on a {PROBE_SIZE}x{PROBE_SIZE} image: {exc}", path=self.path) from exc
+        if height != width or height % PROBE_SIZE or height == 0:
+            raise ElsrError(f"cannot tell the scale: a {PROBE_SIZE}x{PROBE_SIZE} image gave {width}x{height}",
+                            path=self.path, fix="add a 'scale' metadata entry, or re-export with 'elsr export'")
+        return height // PROBE_SIZE
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        return tensor_to_uint8(torch.from_numpy(self._run(image_to_nchw(lr))))
+
+
+def load_upscaler(path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> Upscaler:
+    """Load a checkpoint (.pt/.pth) or ONNX model (.onnx/.ort); ``scale``, when given, must match it.
+
+    ``threads`` applies to onnxruntime only.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TORCH_SUFFIXES:
+        return TorchUpscaler(path, scale, device)
+    if suffix in ONNX_SUFFIXES:
+        return OnnxUpscaler(path, scale, device, threads)
+    raise ElsrError(f"unknown model file type {path.suffix or '(no suffix)'!r}", path=path,
+                    fix=f"use one of {', '.join(TORCH_SUFFIXES + ONNX_SUFFIXES)}")

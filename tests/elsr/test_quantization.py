@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from elsr.errors import ElsrError
+from elsr.model import ELSR, ModelConfig
+from elsr.quantization import (ActFakeQuant, QuantELSR, float_taps, load_qat_checkpoint, quant_params,
+                               save_qat_checkpoint)
+
+
+def calibrated(scale=4, prelu="shared") -> QuantELSR:
+    torch.manual_seed(0)
+    q = QuantELSR(ELSR(ModelConfig(scale=scale, prelu=prelu))).train()
+    with torch.no_grad():
+        for _ in range(3):
+            q(torch.rand(2, 3, 16, 16))
+    q.freeze_observers()
+    return q.eval()
+
+
+def test_pixel_grid_is_lossless_and_clips():
+    quant = ActFakeQuant((0.0, 1.0))
+    assert quant.qparams() == pytest.approx((1 / 255, 0))
+    pixels = torch.arange(256, dtype=torch.float32) / 255
+    torch.testing.assert_close(quant(pixels), pixels)
+    assert quant(torch.tensor([-0.3, 1.7])).tolist() == [0.0, 1.0]
+
+
+def test_observer_tracks_then_freezes_and_keeps_zero_exact():
+    quant = ActFakeQuant(momentum=0.5).train()
+    quant(torch.tensor([0.5, 2.0]))  # first batch sets the range
+    assert float(quant.min_val) == 0.5 and float(quant.max_val) == 2.0
+    scale, zero_point = quant.qparams()
+    assert scale == pytest.approx(2.0 / 255) and zero_point == 0  # the range is widened to hold 0
+    quant(torch.tensor([-1.0, 4.0]))
+    assert float(quant.min_val) == pytest.approx(-0.25) and float(quant.max_val) == pytest.approx(3.0)
+    quant.frozen.fill_(True)
+    quant(torch.tensor([-100.0, 100.0]))
+    assert float(quant.max_val) == pytest.approx(3.0)
+    assert quant(torch.zeros(1)).item() == 0.0
+
+
+def test_quant_params_are_integer_and_consistent():
+    q = calibrated()
+    params = quant_params(q)
+    assert set(params.convs) == {"head", "body_conv1", "body_conv2", "tail"}
+    for name, conv in params.convs.items():
+        layer = getattr(q, name)
+        assert conv.weight.dtype == np.int8 and conv.bias.dtype == np.int32
+        assert np.abs(conv.weight).max() == 127  # symmetric per-channel scale uses the full range
+        deq = conv.weight * conv.weight_scale[:, None, None, None]
+        assert np.abs(deq - layer.weight.detach().numpy()).max() <= conv.weight_scale.max() / 2 + 1e-7
+    head_input_scale = params.activations["input"][0]
+    np.testing.assert_allclose(params.convs["head"].bias_scale, params.convs["head"].weight_scale * head_input_scale,
+                               rtol=1e-6)
+    assert params.activations["tail"] == pytest.approx((1 / 255, 0))
+    assert params.slope.shape == (1,)
+
+
+def test_fake_quant_output_is_on_the_pixel_grid_and_close_to_float():
+    q = calibrated()
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        y = q(x)
+        ref = q.to_float()(x)
+    levels = y * 255
+    torch.testing.assert_close(levels, levels.round())
+    assert y.min() >= 0 and y.max() <= 1
+    assert (y - ref.clamp(0, 1)).abs().mean() < 0.02
+
+
+def test_taps_cover_the_same_points_as_float_taps():
+    q = calibrated()
+    x = torch.rand(1, 3, 8, 8)
+    taps = {}
+    with torch.no_grad():
+        q(x, taps)
+        ref = float_taps(q.to_float(), x)
+    assert taps.keys() == ref.keys()
+    for name in taps:
+        assert taps[name].shape == ref[name].shape
+
+
+def test_qat_checkpoint_round_trip(tmp_path):
+    q = calibrated(prelu="channel")
+    save_qat_checkpoint(tmp_path / "m.qat.pt", q, [{"epoch": 1}])
+    loaded = load_qat_checkpoint(tmp_path / "m.qat.pt")
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), q(x))
+    torch.save({"format": "elsr-checkpoint"}, tmp_path / "plain.pt")
+    with pytest.raises(ElsrError, match="not a QAT checkpoint"):
+        load_qat_checkpoint(tmp_path / "plain.pt")
