@@ -20,13 +20,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("elsr.upscale", "super-resolve an image or a folder of images"),
     "export": ("export.onnx_fp32", "export a checkpoint to a self-contained ONNX model, checked against PyTorch"),
     "quantize": ("export.quantize", "INT8 ONNX by quantization-aware training (qat) or static PTQ, with a report"),
+    "bench": ("benchmarks.cli", "latency, memory and PSNR of every backend and model format, in one table"),
 }
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the ``selected`` subcommand's module is imported (fast start-up, and one
+    command's optional dependencies never break another)."""
     parser = argparse.ArgumentParser(prog="elsr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"elsr {__version__}")
     common = argparse.ArgumentParser(add_help=False)
@@ -36,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         command.set_defaults(module=module)
-        importlib.import_module(module).add_arguments(command)
+        if name == selected:
+            importlib.import_module(module).add_arguments(command)
     return parser
 
 
@@ -67,7 +71,9 @@ def run_command(module: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    selected = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(selected).parse_args(argv)
     setup_logging(args.quiet)
     return run_command(args.module, args)
 

@@ -27,10 +27,14 @@ def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(1, 2, 0))
 
 
+def image_to_tensor(lr: np.ndarray) -> torch.Tensor:
+    """HWC uint8 RGB -> 1x3xHxW float32 in [0, 1]: the model input contract."""
+    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
+        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float().div_(255.0)
+
+
 @torch.no_grad()
 def super_resolve(model: torch.nn.Module, lr: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
     """Super-resolve one HWC uint8 RGB image with a PyTorch model."""
-    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
-        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div_(255.0).to(device)
-    return tensor_to_uint8(model(x))
+    return tensor_to_uint8(model(image_to_tensor(lr).to(device)))

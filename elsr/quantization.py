@@ -204,13 +204,13 @@ def load_qat_checkpoint(path) -> QuantELSR:
 class QATConfig:
     """Fine-tuning with fake quantization; observers are frozen for the last epochs."""
 
-    epochs: int = 10
-    iters_per_epoch: int = 200
+    epochs: int = 20
+    iters_per_epoch: int = 500
     batch_size: int = 32
     patch_size: int = 32           # LR pixels
-    lr: float = 1e-4               # cosine-decayed to lr / 10
+    lr: float = 5e-4               # cosine-decayed to lr / 10
     loss: str = "mse"
-    freeze_fraction: float = 0.4   # share of the epochs (at the end) with frozen activation ranges
+    freeze_fraction: float = 0.8   # share of the epochs (at the end) with frozen activation ranges
     calibration_batches: int = 16  # forward passes that set the ranges before training
     seed: int = 0
 

@@ -17,8 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 from elsr.fileio import atomic_path
 from elsr.quantization import QuantParams
 
+from .onnx_fp32 import INPUT_NAME as INPUT
+from .onnx_fp32 import OUTPUT_NAME as OUTPUT
+
 INT8_OPSET = 18
-INPUT, OUTPUT = "lr", "sr"
 
 
 class _GraphBuilder:

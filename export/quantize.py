@@ -18,7 +18,7 @@ from elsr.data import ValidationSet, open_training_data
 from elsr.errors import ElsrError
 from elsr.evaluate import EvalConfig, evaluate
 from elsr.fileio import atomic_path, write_text
-from elsr.inference import resolve_device
+from elsr.inference import image_to_tensor, resolve_device
 from elsr.model import ELSR
 from elsr.quantization import (OBSERVED, QATConfig, QuantELSR, float_taps, load_qat_checkpoint, quant_params,
                                save_qat_checkpoint, train_qat)
@@ -28,7 +28,6 @@ from .onnx_int8 import build_int8_model, save_model
 
 log = logging.getLogger(__name__)
 METHODS = ("qat", "ptq")
-CALIBRATION_PATCH = 64
 
 
 @dataclass
@@ -41,7 +40,7 @@ class QuantizeConfig:
     eval_data: list[Path] = field(default_factory=list)  # reported sets (default: val)
     qat: QATConfig = field(default_factory=QATConfig)
     qat_checkpoint: Path | None = None   # reuse a QAT result instead of fine-tuning again
-    calibration_images: int = 32
+    calibration_images: int = 64       # LR patches (of the QAT patch size) for PTQ calibration
     device: str = "auto"
     convert: bool = False
     overwrite: bool = False
@@ -61,7 +60,7 @@ class PatchCalibrationReader:
 
 def calibration_patches(cfg: QuantizeConfig, scale: int) -> list[np.ndarray]:
     source = open_training_data(cfg.train, cfg.convert, workers=0)
-    batches = source.batches(scale, CALIBRATION_PATCH, 1, cfg.calibration_images, (7, 7, 7))
+    batches = source.batches(scale, cfg.qat.patch_size, 1, cfg.calibration_images, (7, 7, 7))
     return [lr.numpy() for lr, _ in batches]
 
 
@@ -69,15 +68,24 @@ def quantize_ptq(fp32_onnx: Path, out: Path, patches: list[np.ndarray]) -> Path:
     """onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations, min/max)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     reader = type("Reader", (PatchCalibrationReader, CalibrationDataReader), {})(patches)
-    with atomic_path(out) as tmp:
-        quantize_static(str(fp32_onnx), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
+    prepared = fp32_onnx.with_name(f"{fp32_onnx.stem}_prep.onnx")
+    quant_pre_process(str(fp32_onnx), str(prepared))  # shape inference and graph clean-up, as recommended
+    quantized = fp32_onnx.with_name(f"{fp32_onnx.stem}_ptq.onnx")
+    quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    model = onnx.load(str(quantized))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(precision="int8", quantization="ptq; onnxruntime quantize_static qdq; per-channel int8 weights, "
+                                                 "uint8 activations, min/max calibration")
+    onnx.helper.set_model_props(model, props)
+    return save_model(model, out)
 
 
 def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.ndarray]) -> dict[str, float]:
-    """Signal-to-quantization-noise (dB) of each quantized tensor of the INT8 graph vs FP32."""
+    """Signal-to-quantization-noise (dB) of each quantized tensor of the INT8 graph vs the same weights in float."""
     import onnxruntime as ort
 
     names = [*OBSERVED, "tail"]
@@ -88,7 +96,7 @@ def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.
     signal = dict.fromkeys(names, 0.0)
     noise = dict.fromkeys(names, 0.0)
     for image in images:
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        x = image_to_tensor(image)
         outputs = session.run([f"{n}_q" for n in names], {"lr": x.numpy()})
         with torch.no_grad():
             ref = float_taps(model, x)
@@ -105,7 +113,7 @@ def int8_matches_fake_quant(qmodel: QuantELSR, int8_onnx: Path, image: np.ndarra
     """How closely onnxruntime's integer graph reproduces the PyTorch fake-quant model (in grey levels)."""
     import onnxruntime as ort
 
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = image_to_tensor(image)
     ours = ort.InferenceSession(str(int8_onnx), providers=["CPUExecutionProvider"]).run(None, {"lr": x.numpy()})[0]
     with torch.no_grad():
         ref = qmodel(x).numpy()
@@ -123,6 +131,9 @@ def quantize(cfg: QuantizeConfig) -> dict:
     if cfg.train is None:
         raise ElsrError("--train is needed (QAT data and PTQ calibration images)")
     model, ckpt = load_model(cfg.weights)
+    reused = load_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
+    if cfg.method == "qat" and cfg.val is None:
+        raise ElsrError("--val is needed for QAT (model selection)", fix="pass --val HR_FOLDER")
     scale = model.scale
     device = resolve_device(cfg.device)
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
@@ -135,24 +146,22 @@ def quantize(cfg: QuantizeConfig) -> dict:
         quantize_ptq(fp32_onnx, ptq_out, patches)
     report["models"]["ptq"] = str(ptq_out)
     if cfg.method == "qat":
-        if cfg.val is None:
-            raise ElsrError("--val is needed for QAT (model selection)")
-        if cfg.qat_checkpoint:
-            qmodel, history = load_qat_checkpoint(cfg.qat_checkpoint), []
+        if reused is not None:
+            qmodel, history = reused, []
         else:
             source = open_training_data(cfg.train, cfg.convert)
             val = ValidationSet(cfg.val, cfg.convert)
             qmodel, history = train_qat(model, source, val, cfg.qat, device, cfg.progress, log)
             save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history)
         report["qat_history"] = history
-        metadata = onnx_metadata(model, precision="int8", meta=ckpt.get("meta"),
-                                 extra={"quantization": "qat, qdq, per-channel int8 weights, uint8 activations"})
+        metadata = {**onnx_metadata(model, "int8", ckpt.get("meta")),
+                    "quantization": "qat; qdq; int8 per-channel weights, int32 biases, uint8 activations"}
         save_model(build_int8_model(quant_params(qmodel), metadata), out)
         report["models"]["qat"] = str(out)
         val_image = ValidationSet(eval_sets[0], cfg.convert).for_scale(scale)[0].lr if eval_sets else patches[0]
         report["int8_vs_fake_quant"] = int8_matches_fake_quant(qmodel, out, val_image)
         images = [item.lr for item in ValidationSet(eval_sets[0], cfg.convert).for_scale(scale)] if eval_sets else []
-        report["layer_sqnr_db"] = layer_sqnr(model, out, qmodel, images) if images else {}
+        report["layer_sqnr_db"] = layer_sqnr(qmodel.to_float(), out, qmodel, images) if images else {}
     report["eval"] = {}
     for data in eval_sets:
         rows = {"fp32": evaluate(EvalConfig(model=cfg.weights, data=data, convert=cfg.convert, progress=False))}
@@ -175,7 +184,7 @@ def format_report(report: dict) -> str:
                          f"{m['psnr_y'] - rows['fp32']['psnr_y']:+.3f} | {m['psnr_rgb']:.3f} | {m['ssim_y']:.4f} | "
                          f"{m['ssim_rgb']:.4f} |")
     if report.get("layer_sqnr_db"):
-        lines += ["", "Per-layer signal-to-quantization-noise of the INT8 graph vs FP32 (dB):", "",
+        lines += ["", "Per-layer signal-to-quantization-noise of the INT8 graph vs its own weights in float (dB):", "",
                   "| tensor | SQNR (dB) |", "|---|---:|",
                   *[f"| {k} | {v:.1f} |" for k, v in report["layer_sqnr_db"].items()]]
     if report.get("int8_vs_fake_quant"):
@@ -196,6 +205,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=QATConfig.epochs, help="QAT epochs")
     parser.add_argument("--iters", type=int, default=QATConfig.iters_per_epoch, help="QAT iterations per epoch")
     parser.add_argument("--lr", type=float, default=QATConfig.lr, help="QAT learning rate")
+    parser.add_argument("--patch-size", type=int, default=QATConfig.patch_size,
+                        help="LR patch size for QAT and PTQ calibration")
+    parser.add_argument("--batch-size", type=int, default=QATConfig.batch_size, help="QAT batch size")
     parser.add_argument("--qat-checkpoint", type=Path, help="reuse a .qat.pt instead of fine-tuning again")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--convert", action="store_true",
@@ -205,7 +217,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    qat = QATConfig(epochs=args.epochs, iters_per_epoch=args.iters, lr=args.lr)
+    qat = QATConfig(epochs=args.epochs, iters_per_epoch=args.iters, lr=args.lr, patch_size=args.patch_size,
+                    batch_size=args.batch_size)
     report = quantize(QuantizeConfig(weights=args.weights, out=args.out, method=args.method, train=args.train,
                                      val=args.val, eval_data=args.eval_data, qat=qat,
                                      qat_checkpoint=args.qat_checkpoint, device=args.device, convert=args.convert,

@@ -10,7 +10,7 @@ import torch
 
 from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
-from elsr.inference import resolve_device, super_resolve, tensor_to_uint8
+from elsr.inference import image_to_tensor, resolve_device, super_resolve, tensor_to_uint8
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -31,10 +31,8 @@ class Upscaler(Protocol):
 
 
 def image_to_nchw(lr: np.ndarray) -> np.ndarray:
-    """HWC uint8 RGB -> 1x3xHxW float32 in [0, 1], the same values super_resolve feeds PyTorch."""
-    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
-        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
-    return np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+    """HWC uint8 RGB -> 1x3xHxW float32 numpy array in [0, 1], exactly what PyTorch is fed."""
+    return image_to_tensor(lr).numpy()
 
 
 def onnx_providers(device: str) -> list[str]:

@@ -1,0 +1,149 @@
+"""The table of backends: every row of the benchmark comes from one entry here.
+
+Adding a backend is one ``Backend(...)`` entry: its name, the model files it takes (by suffix),
+how to build a runner for a file and a thread count, and why it cannot run here (if it cannot).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from elsr.errors import ElsrError
+
+from .runners import OrtRunner, Runner, TfliteRunner, TorchRunner, tflite_interpreter_class
+
+CHECKPOINT = (".pt", ".pth")
+ONNX = (".onnx", ".ort")  # ORT-format files run in the same onnxruntime session
+TFLITE = (".tflite",)
+
+
+def no_cuda() -> str | None:
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA GPU"
+
+
+def no_compile() -> str | None:
+    """Why torch.compile (inductor) cannot work here, or None."""
+    import torch
+
+    try:
+        import torch._dynamo
+
+        if not torch._dynamo.is_dynamo_supported():
+            return "torch.compile is not supported on this Python"
+    except Exception as exc:  # noqa: BLE001 - any import problem means 'not here'
+        return f"torch.compile unavailable: {exc}"
+    compiler = os.environ.get("CXX", "g++")
+    if not (shutil.which(compiler) or shutil.which("clang++")):
+        return f"torch.compile needs a C++ compiler ({compiler} not found)"
+    return None
+
+
+def no_ort_cuda() -> str | None:
+    import onnxruntime as ort
+
+    return None if "CUDAExecutionProvider" in ort.get_available_providers() else \
+        "onnxruntime has no CUDA provider here (install onnxruntime-gpu)"
+
+
+def no_tflite() -> str | None:
+    return None if tflite_interpreter_class() else "no TFLite interpreter (pip install ai-edge-litert)"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run a model: ``build(path, threads)`` gives a Runner; ``unavailable()`` a reason or None."""
+
+    name: str
+    kind: str                                     # the framework: torch, onnxruntime, tflite
+    suffixes: tuple[str, ...]                     # model files it takes
+    build: Callable[[Path, int | None], Runner]
+    unavailable: Callable[[], str | None] = lambda: None
+    threaded: bool = True                         # one row per --threads value (CPU); else one row (GPU)
+    default: bool = True                          # part of the default selection
+    description: str = ""
+
+
+def torch_runner(**options) -> Callable[[Path, int | None], Runner]:
+    return functools.partial(TorchRunner, **options)
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("torch-cpu", "torch", CHECKPOINT, torch_runner(), description="PyTorch eager, CPU, NCHW"),
+    Backend("torch-cpu-cl", "torch", CHECKPOINT, torch_runner(channels_last=True),
+            description="PyTorch eager, CPU, channels_last"),
+    Backend("torch-compile", "torch", CHECKPOINT, torch_runner(compiled=True), no_compile, default=False,
+            description="torch.compile (inductor), CPU; slow to compile, off by default"),
+    Backend("torch-cuda-fp32", "torch", CHECKPOINT, torch_runner(device="cuda"), no_cuda, threaded=False,
+            description="PyTorch eager, CUDA, FP32, CUDA-event timing"),
+    Backend("torch-cuda-fp16", "torch", CHECKPOINT, torch_runner(device="cuda", half=True), no_cuda,
+            threaded=False, description="PyTorch eager, CUDA, FP16, CUDA-event timing"),
+    Backend("ort-cpu", "onnxruntime", ONNX, OrtRunner,
+            description="onnxruntime CPU: FP32/INT8 ONNX and ORT-format models"),
+    Backend("ort-cuda", "onnxruntime", ONNX, functools.partial(OrtRunner, provider="CUDAExecutionProvider"),
+            no_ort_cuda, threaded=False, description="onnxruntime CUDA execution provider"),
+    Backend("tflite", "tflite", TFLITE, TfliteRunner, no_tflite, description="TFLite interpreter, CPU"),
+)
+
+
+def select_backends(patterns: list[str], table: tuple[Backend, ...] = BACKENDS) -> list[Backend]:
+    """Backends matching any of ``patterns`` (names or globs; 'default', 'all'), in table order."""
+    chosen = set()
+    for pattern in patterns:
+        if pattern == "default":
+            matched = {b.name for b in table if b.default}
+        elif pattern == "all":
+            matched = {b.name for b in table}
+        else:
+            matched = {b.name for b in table if fnmatch.fnmatchcase(b.name, pattern)}
+        if not matched:
+            raise ElsrError(f"--backends {pattern!r} matches no backend",
+                            fix=f"use names or globs of: {', '.join(b.name for b in table)}, or default, all")
+        chosen |= matched
+    return [b for b in table if b.name in chosen]
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """One row to measure: a backend, a model file, a thread count; or a row that is settled already."""
+
+    backend: Backend | None
+    model: Path | None          # None: a backend that is unavailable here, for all its files
+    threads: int | None = None
+    status: str | None = None   # 'skipped: ...' / 'failed: ...' when the row cannot run
+
+    @property
+    def name(self) -> str:
+        backend = self.backend.name if self.backend else "?"
+        return f"{backend}:{self.model.name}" if self.model else backend
+
+
+def plan_rows(files: list[Path], patterns: list[str], threads: list[int],
+              table: tuple[Backend, ...] = BACKENDS) -> list[RowPlan]:
+    """Every (backend, file, thread count) row, in table order. An unavailable backend gives one 'skipped' row,
+    a missing file one 'failed' row per backend, a file no backend of the table takes one 'failed' row."""
+    plans = []
+    for backend in select_backends(patterns, table):
+        taken = [p for p in files if p.suffix.lower() in backend.suffixes]
+        reason = backend.unavailable() if taken else None
+        if reason:
+            plans.append(RowPlan(backend, None, status=f"skipped: {reason}"))
+            continue
+        for path in taken:
+            if not path.is_file():
+                plans.append(RowPlan(backend, path, status="failed: no such file"))
+            else:
+                plans += [RowPlan(backend, path, t) for t in (threads if backend.threaded else [None])]
+    known = {s for b in table for s in b.suffixes}
+    for path in files:
+        if path.suffix.lower() not in known:
+            plans.append(RowPlan(None, path, status=f"failed: no backend runs {path.suffix or 'suffix-less'} files "
+                                                    f"(use {', '.join(sorted(known))})"))
+    return plans

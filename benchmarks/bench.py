@@ -1,0 +1,166 @@
+"""Run every planned row: build, time, measure memory; then quality, video and the paper comparison."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from elsr.errors import ElsrError
+from elsr.evaluate import KEYS
+from elsr.model import macs_per_frame
+
+from .backends import BACKENDS, Backend, RowPlan, plan_rows
+from .config import BenchConfig
+from .machine import Machine, peak_rss_bytes, reset_peak_rss
+from .paper import comparison, realtime_fraction
+from .quality import QualityCache
+from .results import BenchResult, Row
+from .runners import ModelInfo, Runner
+from .timing import measure
+from .video import run_video
+
+log = logging.getLogger(__name__)
+
+
+def failure(exc: Exception) -> str:
+    """'failed: <one line>' for any exception a backend raises."""
+    if isinstance(exc, ElsrError):
+        return f"failed: {exc.one_line()}"
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"failed: {type(exc).__name__}: {text}" if text else f"failed: {type(exc).__name__}"
+
+
+def describe(row: Row, info: ModelInfo) -> None:
+    row.precision, row.params, row.size_bytes = info.precision, info.params, info.size_bytes
+    row.notes += info.notes
+
+
+def fill_rates(row: Row, info: ModelInfo, machine: Machine, size: tuple[int, int]) -> None:
+    """fps, real-time fraction, GMAC/s and its fraction of the nominal peak."""
+    row.fps = 1000.0 / row.median_ms
+    row.realtime_fraction = realtime_fraction(row.fps)
+    if info.config is not None:
+        row.gmacs_per_frame = macs_per_frame(info.config, *size) / 1e9
+        row.gmac_per_s = row.gmacs_per_frame * row.fps
+        row.peak_gmac_per_s = machine.peak_gmacs(row.threads, row.precision)
+        if row.peak_gmac_per_s:
+            row.peak_fraction = row.gmac_per_s / row.peak_gmac_per_s
+
+
+def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> tuple[Row, ModelInfo | None]:
+    """One row: load the model on its backend, warm up, time ``cfg.runs`` runs; never raises for the model."""
+    backend = plan.backend
+    row = Row(plan.name, backend.name if backend else "?", backend.kind if backend else "?",
+              str(plan.model) if plan.model else None, status=plan.status or "ok", threads=plan.threads,
+              input_shape="1x3x{}x{}".format(*cfg.size))
+    if plan.status:
+        return row, None
+    x = np.random.default_rng(0).random((1, 3, *cfg.size), dtype=np.float32)
+    reset_peak_rss()
+    try:
+        runner: Runner = backend.build(plan.model, plan.threads)
+    except Exception as exc:  # noqa: BLE001 - a broken model or backend becomes a row with its reason
+        row.status, row.threads = failure(exc), None
+        return row, None
+    try:
+        describe(row, runner.info)
+        with runner.active():
+            prepared = runner.prepare(x)
+            latency = measure(lambda: runner.forward(prepared), runner.timer, cfg.warmup, cfg.runs)
+        row.median_ms, row.p90_ms, row.min_ms = latency.median_ms, latency.p90_ms, latency.min_ms
+        row.mean_ms, row.runs = latency.mean_ms, latency.runs
+        fill_rates(row, runner.info, machine, cfg.size)
+        row.peak_rss_bytes, row.gpu_peak_bytes = peak_rss_bytes(), runner.gpu_peak_bytes()
+    except Exception as exc:  # noqa: BLE001
+        row.status = failure(exc)
+    finally:
+        runner.close()
+    return row, runner.info
+
+
+def add_quality(measured: list[tuple[Row, ModelInfo | None]], cache: QualityCache) -> Row | None:
+    """PSNR/SSIM of every ok row from `elsr eval`'s means; returns the bicubic reference row."""
+    for row, info in measured:
+        if not row.ok or info is None or info.eval_model is None:
+            continue
+        try:
+            scores = cache.scores(info.eval_model, info.eval_device)
+        except ElsrError as exc:
+            row.notes.append(f"PSNR not computed: {exc.one_line()}")
+            continue
+        for key in KEYS:
+            setattr(row, key, scores[key])
+        row.quality_source = cache.command(info.eval_model, info.eval_device)
+    if cache.bicubic is None:
+        return None
+    return Row("bicubic", "bicubic", "reference", None, precision="-", **cache.bicubic,
+               quality_source="elsr eval (bicubic baseline)",
+               notes=["MATLAB bicubic upscaling, the baseline of elsr eval; not timed"])
+
+
+def pick_video_row(plans: list[RowPlan], rows: list[Row], pattern: str | None) -> tuple[RowPlan, Row] | None:
+    """The row the video mode runs: the first ok one matching ``pattern``, else the first ok onnxruntime row."""
+    ok = [(plan, row) for plan, row in zip(plans, rows) if row.ok]
+    if pattern:
+        return next(((p, r) for p, r in ok if fnmatch.fnmatchcase(r.name, pattern)
+                     or fnmatch.fnmatchcase(r.backend, pattern)), None)
+    return next(((p, r) for p, r in ok if r.kind == "onnxruntime"), ok[0] if ok else None)
+
+
+def video_mode(cfg: BenchConfig, plans: list[RowPlan], rows: list[Row]) -> dict:
+    picked = pick_video_row(plans, rows, cfg.video_backend)
+    if picked is None:
+        wanted = f"matching --video-backend {cfg.video_backend!r}" if cfg.video_backend else "that ran ok"
+        return {"source": str(cfg.video), "status": f"skipped: no row {wanted}"}
+    plan, row = picked
+    head = {"source": str(cfg.video), "backend": row.name, "threads": row.threads, "precision": row.precision}
+    log.info("video: %s with %s (%s threads)", cfg.video, row.name, row.threads or "-")
+    try:
+        runner = plan.backend.build(plan.model, plan.threads)
+    except Exception as exc:  # noqa: BLE001
+        return {**head, "status": failure(exc)}
+    try:
+        with runner.active():
+            return {**head, "status": "ok", **run_video(cfg.video, runner, cfg.video_frames)}
+    except Exception as exc:  # noqa: BLE001
+        return {**head, "status": failure(exc)}
+    finally:
+        runner.close()
+
+
+def settings(cfg: BenchConfig, memory_reset: bool) -> dict:
+    return {"input_shape": "1x3x{}x{}".format(*cfg.size), "runs": cfg.runs, "warmup": cfg.warmup,
+            "threads": cfg.threads, "backends": cfg.backends, "weights": str(cfg.weights) if cfg.weights else None,
+            "models": [str(m) for m in cfg.models], "data": str(cfg.data) if cfg.data else None,
+            "video": str(cfg.video) if cfg.video else None, "command": cfg.command,
+            "timing": "median/p90/min over the timed runs of one call on a pre-made input, after the warm-up; "
+                      "CUDA rows: CUDA events",
+            "memory": "process RSS high-water mark (VmHWM), reset before each row" if memory_reset else
+                      "process RSS high-water mark since start (this system cannot reset it)"}
+
+
+def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> BenchResult:
+    """Measure every row the backend table plans for ``cfg``; a failing row never stops the others."""
+    machine, resettable = Machine.detect(), reset_peak_rss()
+    broken: set[tuple[str, Path | None]] = set()   # a model its backend cannot load: one row, not one per thread count
+    plans, measured = [], []
+    for plan in plan_rows(cfg.files, cfg.backends, cfg.threads, table):
+        if plan.backend and (plan.backend.name, plan.model) in broken:
+            continue
+        row, info = measure_row(plan, cfg, machine)
+        if info is None and not plan.status:
+            broken.add((row.backend, plan.model))
+        timing = f", median {row.median_ms:.2f} ms" if row.median_ms is not None else ""
+        log.info("%s (threads %s): %s%s", row.name, row.threads or "-", row.status, timing)
+        plans.append(plan)
+        measured.append((row, info))
+    rows = [row for row, _ in measured]
+    if cfg.data is not None:
+        log.info("quality: elsr eval on %s", cfg.data)
+        bicubic = add_quality(measured, QualityCache(cfg.data, cfg.convert))
+        rows += [bicubic] if bicubic else []
+    video = video_mode(cfg, plans, rows) if cfg.video else None
+    return BenchResult(machine, settings(cfg, resettable), rows, comparison(rows, cfg.data), video)

@@ -1,0 +1,75 @@
+"""The settings of one benchmark run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elsr.errors import ElsrError
+
+DEFAULT_SIZE = (180, 320)  # LR height x width: one REDS x4 input frame
+DEFAULT_RUNS = 30
+DEFAULT_WARMUP = 10
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_threads() -> list[int]:
+    """One thread, and all cores."""
+    return sorted({1, usable_cores()})
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'180x320' -> (180, 320): LR height x width."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ElsrError(f"--size {text!r} is not HEIGHTxWIDTH", fix="e.g. --size 180x320")
+    return int(parts[0]), int(parts[1])
+
+
+def resolve_threads(values: list[int] | None) -> list[int]:
+    """Thread counts to run, in order, without repeats; 0 means all usable cores."""
+    if not values:
+        return default_threads()
+    if any(v < 0 for v in values):
+        raise ElsrError(f"--threads must be 0 (all cores) or positive, got {values}")
+    return list(dict.fromkeys(v or usable_cores() for v in values))
+
+
+@dataclass
+class BenchConfig:
+    weights: Path | None = None                            # PyTorch checkpoint: the torch rows
+    models: list[Path] = field(default_factory=list)       # .onnx / .ort / .tflite files
+    data: Path | None = None                               # HR images for PSNR/SSIM
+    size: tuple[int, int] = DEFAULT_SIZE
+    runs: int = DEFAULT_RUNS
+    warmup: int = DEFAULT_WARMUP
+    threads: list[int] = field(default_factory=default_threads)
+    backends: list[str] = field(default_factory=lambda: ["default"])  # names, globs, 'default', 'all'
+    video: Path | None = None
+    video_backend: str | None = None
+    video_frames: int = 0                                  # 0: every frame
+    convert: bool = False                                  # passed to elsr eval for odd images
+    command: str = ""                                      # the command line, for BENCHMARKS.md
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0:
+            raise ElsrError(f"--runs must be >= 1 and --warmup >= 0 (got {self.runs}, {self.warmup})")
+        if self.data is not None and not self.data.is_dir():
+            raise ElsrError("no such folder of HR images", path=self.data, fix="check --data")
+        if self.video is not None and not self.video.exists():
+            raise ElsrError("no such video file or frame folder", path=self.video, fix="check --video")
+        if self.weights is None and not self.models:
+            raise ElsrError("nothing to benchmark", fix="pass --weights CKPT and/or --onnx MODEL...")
+
+    @property
+    def files(self) -> list[Path]:
+        """Every model file given, checkpoint first."""
+        return [*([self.weights] if self.weights else []), *self.models]

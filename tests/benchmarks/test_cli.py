@@ -1,0 +1,62 @@
+"""`python -m benchmarks`: help, a full run with every output, video mode, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks.__main__ import main
+from tests.conftest import REPO
+
+
+def test_help():
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "COLUMNS": "400"})
+    assert out.returncode == 0, out.stderr
+    for flag in ("--weights", "--onnx", "--data", "--size", "--runs", "--threads", "--backends", "--video",
+                 "--video-backend", "--out", "--markdown", "torch-compile"):
+        assert flag in out.stdout
+
+
+def test_full_run(models, tmp_path, capsys):
+    argv = ["-q", "--weights", str(models.weights), "--onnx", str(models.fp32), str(models.int8), str(models.broken),
+            "--data", str(models.hr), "--size", "24x32", "--runs", "3", "--warmup", "1", "--threads", "1",
+            "--backends", "torch-cpu", "ort-*", "--video", str(models.frames), "--out", str(tmp_path / "bench"),
+            "--markdown", str(tmp_path / "BENCHMARKS.md")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| backend |") and "| ort-cpu | broken.onnx |" in out and "failed: " in out
+    assert "Video (" in out and "fps end to end" in out
+    data = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert data["video"]["status"] == "ok" and data["video"]["backend"] == "ort-cpu:elsr_x4.onnx"
+    assert data["video"]["frames"] == 5 and data["video"]["end_to_end_fps"] > 0
+    assert (tmp_path / "bench" / "results.csv").is_file() and (tmp_path / "bench" / "latency_vs_psnr.png").is_file()
+    markdown = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "python -m benchmarks -q --weights" in markdown and "Machine: " in markdown
+
+
+def test_video_backend_choice(models, capsys):
+    assert main(["-q", "--weights", str(models.weights), "--size", "8x8", "--runs", "1", "--threads", "1",
+                 "--backends", "torch-cpu", "--video", str(models.frames), "--video-frames", "2",
+                 "--video-backend", "torch-cpu"]) == 0
+    assert "torch-cpu:model.pt, threads 1): " in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line(models, capsys):
+    for argv, text in ((["--weights", str(models.weights), "--backends", "nosuch"], "matches no backend"),
+                       (["--weights", str(models.weights), "--data", "/no/such/dir"], "no such folder"),
+                       (["--size", "big"], "is not HEIGHTxWIDTH"),
+                       ([], "nothing to benchmark")):
+        code = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("elsr: error: ") and text in err[0], err
+
+
+def test_as_an_elsr_subcommand(models, monkeypatch, capsys):
+    """The lead's `"bench": ("benchmarks.cli", ...)` entry in elsr.cli.COMMANDS works with this module."""
+    from elsr import cli
+
+    monkeypatch.setitem(cli.COMMANDS, "bench", ("benchmarks.cli", "benchmark backends"))
+    assert cli.main(["bench", "-q", "--onnx", str(models.fp32), "--size", "8x8", "--runs", "1",
+                     "--threads", "1", "--backends", "ort-cpu"]) == 0
+    assert "| ort-cpu | elsr_x4.onnx | fp32 | 1 |" in capsys.readouterr().out

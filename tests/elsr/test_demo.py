@@ -1,0 +1,27 @@
+import re
+
+from elsr.cli import main
+from elsr.demo import HELD_OUT_PHOTOS, TRAIN_PHOTOS, builtin_dataset
+from elsr.imageio import read_image
+from tests.helpers import tiny_schedule
+
+
+def test_builtin_dataset_comes_from_bundled_photos(tmp_path):
+    train_dir, val_dir = builtin_dataset(tmp_path)
+    assert sorted(p.stem for p in train_dir.glob("*.png")) == sorted(TRAIN_PHOTOS)
+    assert sorted(p.stem for p in val_dir.glob("*.png")) == sorted(HELD_OUT_PHOTOS)
+    assert read_image(val_dir / "coffee.png").shape == (400, 600, 3)
+
+
+def test_demo_writes_a_report_with_table_curves_and_pictures(tmp_path, capsys):
+    schedule = tiny_schedule(tmp_path / "tiny.yaml")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--schedule", str(schedule), "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    assert re.search(r"\| \*\*mean\*\* \| \d+\.\d\d \| \d+\.\d\d \|", report)
+    for name in HELD_OUT_PHOTOS:
+        assert f"compare_{name}.png" in report and (out / f"compare_{name}.png").stat().st_size > 10_000
+    assert (out / "train" / "loss.png").is_file() and (out / "train" / "psnr.png").is_file()
+    assert "report.md" in capsys.readouterr().out
+    # a second run reuses the finished training and only rewrites the report
+    assert main(["demo", "--out", str(out), "--schedule", str(schedule), "--no-progress"]) == 0
