@@ -11,6 +11,12 @@ from typing import Iterator
 from .errors import ElsrError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
@@ -23,6 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                         fix="choose a writable output folder") from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
