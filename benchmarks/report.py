@@ -147,7 +147,8 @@ def benchmarks_markdown(result: BenchResult) -> str:
         f"{s['warmup']} warm-up + {s['runs']} timed runs per row.", "",
         markdown_table(result.rows), "",
         *notes(result), "",
-        "Regenerate with:", "", "```bash", s["command"] or "python -m benchmarks", "```", ""])
+        "Regenerate with (the models come from the commands in README.md, section Reproduce):", "", "```bash",
+        s["command"] or "python -m benchmarks", "```", ""])
 
 
 def write_markdown(result: BenchResult, path: Path) -> None:
