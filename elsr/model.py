@@ -17,6 +17,7 @@ from .errors import ElsrError
 log = logging.getLogger(__name__)
 
 SCALES = (2, 3, 4)
+RECEPTIVE_RADIUS = 4  # four 3x3 convs: an output pixel sees 4 LR pixels around its own
 PRELU_MODES = ("shared", "channel")
 IN_CHANNELS = 3
 

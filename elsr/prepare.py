@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import h5py
 import numpy as np
 from tqdm import tqdm
@@ -31,10 +30,10 @@ from .degrade import downscale
 from .errors import ElsrError
 from .fileio import atomic_path
 from .imageio import IMAGE_SUFFIXES, mod_crop, read_image
+from .video import VIDEO_SUFFIXES, video_frames, video_info
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 ALLOWED_SCALES = (2, 3, 4)
 COMPRESSIONS = ("none", "gzip")
 REDS_SCALE = 4
@@ -178,33 +177,10 @@ def _reds_pairs(inputs: list[_Input], reds_lr: Path) -> dict[Path, Path]:
     return {item.path: _reds_partner(item, reds_lr) for item in inputs}
 
 
-def _open_video(path: Path) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise ElsrError("cannot open video (corrupt or unsupported codec)", path=path,
-                        fix="re-encode it (e.g. to H.264 .mp4) or extract its frames to PNG")
-    return cap
-
-
 def _video_frames(path: Path, step: int) -> Iterator[_Frame]:
     """Every ``step``-th frame of a video as RGB; an unreadable video is an error."""
-    cap = _open_video(path)
-    try:
-        index = kept = 0
-        while cap.grab():
-            if index % step == 0:
-                ok, bgr = cap.retrieve()
-                if not ok or bgr is None:
-                    break
-                kept += 1
-                yield _Frame(f"{path}#{index}", np.ascontiguousarray(bgr[:, :, ::-1]))
-            index += 1
-    finally:
-        cap.release()
-    if kept == 0:
-        raise ElsrError("video has no readable frames (corrupt or unsupported codec)", path=path,
-                        fix="re-encode it or extract its frames to PNG")
+    for index, rgb in video_frames(path, step):
+        yield _Frame(f"{path}#{index}", rgb)
 
 
 def _estimate_frames(inputs: list[_Input], step: int) -> int:
@@ -212,9 +188,7 @@ def _estimate_frames(inputs: list[_Input], step: int) -> int:
     total = 0
     for item in inputs:
         if item.is_video:
-            cap = _open_video(item.path)
-            total += math.ceil(max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) / step)
-            cap.release()
+            total += math.ceil(video_info(item.path).frames / step)
         else:
             total += 1
     return total

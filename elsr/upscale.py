@@ -1,14 +1,24 @@
-"""``elsr upscale``: super-resolve one image or a folder of images (PNG out, same names)."""
+"""``elsr upscale``: super-resolve an image, a folder of images or frames, or a video.
+
+Frames are streamed (read, super-resolved and written one at a time); a large image is processed
+in overlapping tiles; ``--compare`` writes bicubic and the model side by side.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 from tqdm import tqdm
 
+from .degrade import upscale as bicubic
 from .errors import ElsrError
 from .imageio import list_images, read_image, write_image
+from .tiling import auto_tile, upscale_tiled
+from .video import DEFAULT_FPS, FOURCC, is_video, video_frames, video_info, video_writer
 
 
 @dataclass
@@ -19,38 +29,96 @@ class UpscaleConfig:
     device: str = "auto"
     convert: bool = False
     overwrite: bool = False
+    compare: bool = False       # bicubic | model side by side
+    tile: int = -1              # LR tile side; 0: never tile; -1: from max_memory_mb
+    max_memory_mb: float = 1024
+    fps: float = DEFAULT_FPS    # for videos made from frame folders
     progress: bool = True
 
 
-def plan_outputs(cfg: UpscaleConfig) -> list[tuple[Path, Path]]:
-    """(input, output) pairs; a folder keeps its relative names, with a .png suffix."""
+def _frames(cfg: UpscaleConfig) -> tuple[Iterator[tuple[str, np.ndarray]], int, float]:
+    """(name, RGB frame) pairs of the input, their count and frame rate."""
+    if cfg.input.is_file() and is_video(cfg.input):
+        info = video_info(cfg.input)
+        frames = ((f"{index:08d}.png", rgb) for index, rgb in video_frames(cfg.input))
+        return frames, info.frames, info.fps
     files = list_images(cfg.input)
-    if cfg.input.is_file():
-        if cfg.output.is_dir():
-            return [(cfg.input, cfg.output / f"{cfg.input.stem}.png")]
-        return [(cfg.input, cfg.output)]
-    if cfg.output.exists() and not cfg.output.is_dir():
-        raise ElsrError("output must be a folder when the input is a folder", path=cfg.output)
-    return [(f, (cfg.output / f.relative_to(cfg.input)).with_suffix(".png")) for f in files]
+    root = cfg.input if cfg.input.is_dir() else cfg.input.parent
+    names = [f.relative_to(root).with_suffix(".png").as_posix() for f in files]
+    return ((name, read_image(f, cfg.convert)) for name, f in zip(names, files)), len(files), cfg.fps
+
+
+def _sink(cfg: UpscaleConfig) -> str:
+    """Where frames go: one image, a folder of PNGs, or a video (created on the first frame)."""
+    out = cfg.output
+    single_image = cfg.input.is_file() and not is_video(cfg.input)
+    if out.suffix.lower() in FOURCC:
+        return "video"
+    if single_image and not out.is_dir():
+        return "image"
+    if out.exists() and not out.is_dir():
+        raise ElsrError("output must be a folder (or a video file) for this input", path=out)
+    return "folder"
 
 
 def upscale_files(cfg: UpscaleConfig) -> list[Path]:
+    """Super-resolve the input; returns the files written."""
     from export.runtime import load_upscaler  # lazy: elsr does not load the export package at start-up
 
     upscaler = load_upscaler(cfg.model, device=cfg.device)
-    pairs = plan_outputs(cfg)
-    existing = [out for _, out in pairs if out.exists()]
-    if existing and not cfg.overwrite:
-        raise ElsrError("output exists", path=existing[0], fix="pass --overwrite or choose another --output")
-    for src, dst in tqdm(pairs, desc="upscale", unit="img", disable=None if cfg.progress and len(pairs) > 1 else True):
-        write_image(dst, upscaler(read_image(src, cfg.convert)))
-    return [dst for _, dst in pairs]
+    scale = upscaler.scale
+    tile = auto_tile(cfg.max_memory_mb) if cfg.tile < 0 else cfg.tile
+    frames, count, fps = _frames(cfg)
+    kind = _sink(cfg)
+    taken = cfg.output.exists() and (kind != "folder" or any(cfg.output.iterdir()))
+    if taken and not cfg.overwrite:
+        raise ElsrError("output exists" if kind != "folder" else "output folder is not empty", path=cfg.output,
+                        fix="pass --overwrite or choose another --output")
+
+    def render(lr: np.ndarray) -> np.ndarray:
+        sr = upscale_tiled(upscaler, lr, scale, tile)
+        return np.concatenate([bicubic(lr, scale), sr], axis=1) if cfg.compare else sr
+
+    bar = tqdm(total=count or None, desc="upscale", unit="frame", disable=None if cfg.progress and count > 1 else True)
+    written: list[Path] = []
+    started = time.perf_counter()
+    try:
+        if kind == "video":
+            out = render(next(frames)[1])
+            with video_writer(cfg.output, fps, out.shape[1], out.shape[0]) as write:
+                write(out)
+                bar.update()
+                for _, lr in frames:
+                    write(render(lr))
+                    bar.update()
+            written.append(cfg.output)
+        else:
+            for name, lr in frames:
+                dst = cfg.output if kind == "image" else cfg.output / name
+                write_image(dst, render(lr))
+                written.append(dst)
+                bar.update()
+    finally:
+        bar.close()
+    frames_done = bar.n
+    if frames_done > 1:
+        print(f"{frames_done} frames in {time.perf_counter() - started:.1f} s "
+              f"({frames_done / (time.perf_counter() - started):.1f} fps)")
+    return written
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt) or ONNX model (.onnx, .ort)")
-    parser.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
-    parser.add_argument("--output", type=Path, required=True, help="output image, or folder for a folder input")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="checkpoint (model.pt) or ONNX model (.onnx FP32/INT8, .ort)")
+    parser.add_argument("--input", type=Path, required=True, help="an image, a folder of images/frames, or a video")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="output image, folder (PNG frames, same names), or video (.mp4, .avi, ...)")
+    parser.add_argument("--compare", action="store_true", help="write bicubic and the model side by side")
+    parser.add_argument("--tile", type=int, default=-1,
+                        help="LR tile side for large images (default: chosen from --max-memory; 0: never tile)")
+    parser.add_argument("--max-memory", type=float, default=1024, dest="max_memory_mb",
+                        help="memory budget in MB that sets the tile size (default: 1024)")
+    parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frame rate of a video made from frames")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--convert", action="store_true",
@@ -58,7 +126,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    written = upscale_files(UpscaleConfig(model=args.model, input=args.input, output=args.output,
-                                          device=args.device, convert=args.convert, overwrite=args.overwrite))
-    print(f"wrote {len(written)} image(s) to {args.output}")
+    written = upscale_files(UpscaleConfig(
+        model=args.model, input=args.input, output=args.output, device=args.device, convert=args.convert,
+        overwrite=args.overwrite, compare=args.compare, tile=args.tile, max_memory_mb=args.max_memory_mb,
+        fps=args.fps))
+    print(f"wrote {written[0] if len(written) == 1 else f'{len(written)} files to {args.output}'}")
     return 0

@@ -17,7 +17,7 @@ from elsr.checkpoint import load_model
 from elsr.data import ValidationSet, open_training_data
 from elsr.errors import ElsrError
 from elsr.evaluate import EvalConfig, evaluate
-from elsr.fileio import atomic_path, write_text
+from elsr.fileio import write_text
 from elsr.inference import image_to_tensor, resolve_device
 from elsr.model import ELSR
 from elsr.quantization import (OBSERVED, QATConfig, QuantELSR, float_taps, load_qat_checkpoint, quant_params,

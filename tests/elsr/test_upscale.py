@@ -26,3 +26,59 @@ def test_upscale_single_image(tmp_path, rng):
     assert main(["upscale", "--model", str(tmp_path / "nn.pt"), "--input", str(src),
                  "--output", str(tmp_path / "big.png")]) == 0
     assert read_image(tmp_path / "big.png").shape == (18, 26, 3)
+
+
+def _video(path, frames):
+    import cv2
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame[:, :, ::-1])
+    writer.release()
+    return path
+
+
+def _read_video(path):
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def test_video_to_video_to_frames_and_back(tmp_path, rng):
+    from tests.helpers import smooth_image
+    save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(4))
+    clip = _video(tmp_path / "clip.avi", [smooth_image(rng, 24, 32) for _ in range(5)])
+    model = ["--model", str(tmp_path / "nn.pt")]
+    assert main(["upscale", *model, "--input", str(clip), "--output", str(tmp_path / "big.mp4")]) == 0
+    frames = _read_video(tmp_path / "big.mp4")
+    assert len(frames) == 5 and frames[0].shape == (96, 128, 3)
+    assert main(["upscale", *model, "--input", str(clip), "--output", str(tmp_path / "frames")]) == 0
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"{i:08d}.png" for i in range(5)]
+    assert main(["upscale", *model, "--input", str(tmp_path / "frames"), "--output", str(tmp_path / "x16.avi")]) == 0
+    assert _read_video(tmp_path / "x16.avi")[0].shape == (384, 512, 3)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_compare_puts_bicubic_beside_the_model(tmp_path, rng):
+    save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(2))
+    src = image_folder(tmp_path / "in", rng, 1, (10, 12)) / "img0.png"
+    assert main(["upscale", "--model", str(tmp_path / "nn.pt"), "--input", str(src), "--compare",
+                 "--output", str(tmp_path / "cmp.png")]) == 0
+    assert read_image(tmp_path / "cmp.png").shape == (20, 48, 3)
+
+
+def test_non_empty_output_folder_is_refused(tmp_path, rng, capsys):
+    save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(2))
+    src = image_folder(tmp_path / "in", rng, 2, (10, 12))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    assert main(["upscale", "--model", str(tmp_path / "nn.pt"), "--input", str(src),
+                 "--output", str(tmp_path / "out")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
