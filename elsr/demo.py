@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +23,7 @@ from .errors import ElsrError  # noqa: E402
 from .evaluate import EvalConfig, evaluate, format_table  # noqa: E402
 from .fileio import atomic_path, write_text  # noqa: E402
 from .imageio import mod_crop, read_image, write_image  # noqa: E402
-from .inference import resolve_device, super_resolve  # noqa: E402
+from .quantization import QATConfig  # noqa: E402
 from .training import TrainConfig, train  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class DemoConfig:
     schedule: str = "quick"
     length: float = 1.0
     device: str = "auto"
+    qat: QATConfig = field(default_factory=QATConfig)
+    bench_runs: int = 20
     progress: bool = True
 
 
@@ -88,40 +90,76 @@ def comparison_figure(panels: dict[str, np.ndarray], scores: dict[str, str], pat
     plt.close(fig)
 
 
-def run_demo(cfg: DemoConfig) -> Path:
-    """Train on the built-in photos, evaluate on the held-out ones, write report.md."""
-    started = time.perf_counter()
-    out = Path(cfg.out)
-    train_dir, val_dir = builtin_dataset(out / "data")
-    summary = train(TrainConfig(schedule=cfg.schedule, train=train_dir, val=val_dir, out=out / "train",
-                                device=cfg.device, resume=True, length=cfg.length, progress=cfg.progress))
-    model_path = out / "train" / "model.pt"
-    result = evaluate(EvalConfig(model=model_path, data=val_dir, device=cfg.device, progress=False))
-    write_text(out / "eval.json", json.dumps(result, indent=2))
-    model, _ = load_model(model_path)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    scale = model.scale
+def _comparisons(out: Path, val_dir: Path, results: dict[str, dict], upscalers: dict) -> list[Path]:
+    """One side-by-side figure per held-out image: LR, bicubic, each model, ground truth."""
     figures = []
-    for row in result["images"]:
+    for index, row in enumerate(results["ELSR FP32"]["images"]):
+        scale = results["ELSR FP32"]["scale"]
         hr = mod_crop(read_image(val_dir / row["image"]), scale)
         lr = downscale(hr, scale)
         panels = {"LR (nearest)": np.repeat(np.repeat(lr, scale, 0), scale, 1), "bicubic": upscale(lr, scale),
-                  "ELSR FP32": super_resolve(model, lr, device), "ground truth": hr}
-        scores = {"bicubic": f"{row['bicubic']['psnr_y']:.2f} dB", "ELSR FP32": f"{row['model']['psnr_y']:.2f} dB"}
+                  **{name: run(lr) for name, run in upscalers.items()}, "ground truth": hr}
+        scores = {"bicubic": f"{row['bicubic']['psnr_y']:.2f} dB",
+                  **{name: f"{result['images'][index]['model']['psnr_y']:.2f} dB" for name, result in results.items()}}
         figure = out / f"compare_{Path(row['image']).stem}.png"
         comparison_figure(panels, scores, figure)
         figures.append(figure)
+    return figures
+
+
+def run_demo(cfg: DemoConfig) -> Path:
+    """Train on the built-in photos, export FP32 ONNX, QAT to INT8, benchmark, write report.md."""
+    from benchmarks.bench import run_benchmark
+    from benchmarks.config import BenchConfig
+    from benchmarks.report import markdown_table, notes, write_outputs
+    from export.onnx_fp32 import export_onnx
+    from export.quantize import QuantizeConfig, quantize
+    from export.runtime import load_upscaler
+
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    train_dir, val_dir = builtin_dataset(out / "data")
+    stamp = lambda step: log.info("demo: %s (%.1f min so far)", step, (time.perf_counter() - started) / 60)  # noqa: E731
+    summary = train(TrainConfig(schedule=cfg.schedule, train=train_dir, val=val_dir, out=out / "train",
+                                device=cfg.device, resume=True, length=cfg.length, progress=cfg.progress))
+    stamp("trained")
+    model_path = out / "train" / "model.pt"
+    model, ckpt = load_model(model_path)
+    fp32_onnx = export_onnx(model, out / f"elsr_x{model.scale}.onnx", meta=ckpt["meta"], overwrite=True)
+    int8_onnx = out / f"elsr_x{model.scale}_int8.onnx"
+    quantize(QuantizeConfig(weights=model_path, out=int8_onnx, train=train_dir, val=val_dir, qat=cfg.qat,
+                            device=cfg.device, overwrite=True, progress=cfg.progress))
+    stamp("exported and quantized")
+    models = {"ELSR FP32": model_path, "ELSR INT8": int8_onnx}
+    results = {name: evaluate(EvalConfig(model=path, data=val_dir, device=cfg.device, progress=False))
+               for name, path in models.items()}
+    write_text(out / "eval.json", json.dumps(results, indent=2))
+    bench = run_benchmark(BenchConfig(weights=model_path, models=[fp32_onnx, int8_onnx], data=val_dir,
+                                      runs=cfg.bench_runs))
+    write_outputs(bench, out / "bench")
+    stamp("benchmarked")
+    upscalers = {name: load_upscaler(path, device=cfg.device) for name, path in models.items()}
+    figures = _comparisons(out, val_dir, results, upscalers)
     minutes = (time.perf_counter() - started) / 60
     report = out / "report.md"
+    fp32, int8 = (results[name]["mean"]["model"] for name in models)
+    bicubic = results["ELSR FP32"]["mean"]["bicubic"]
     write_text(report, "\n".join([
         "# ELSR demo report", "",
         f"Schedule `{cfg.schedule}` (length x{cfg.length}) on the built-in photos "
         f"({', '.join(TRAIN_PHOTOS)}), evaluated on the held-out {', '.join(HELD_OUT_PHOTOS)}; "
-        f"x{scale}, PSNR/SSIM on Y (BT.601) with a {scale}-pixel border, MATLAB-bicubic LR inputs.", "",
-        format_table(result), "",
-        f"Final model: `{model_path}` ({summary['gain_y_db']:+.2f} dB over bicubic on the held-out images "
-        f"at its best epoch). Wall time of this demo: {minutes:.1f} min.", "",
+        f"x{model.scale}, PSNR/SSIM on Y (BT.601) with a {model.scale}-pixel border, MATLAB-bicubic LR inputs.", "",
+        "| model | PSNR-Y | vs bicubic | SSIM-Y | file |", "|---|---:|---:|---:|---|",
+        f"| bicubic | {bicubic['psnr_y']:.2f} | - | {bicubic['ssim_y']:.4f} | - |",
+        f"| ELSR FP32 | {fp32['psnr_y']:.2f} | {fp32['psnr_y'] - bicubic['psnr_y']:+.2f} | {fp32['ssim_y']:.4f} | "
+        f"`{model_path.relative_to(out)}`, `{fp32_onnx.name}` |",
+        f"| ELSR INT8 (QAT) | {int8['psnr_y']:.2f} | {int8['psnr_y'] - bicubic['psnr_y']:+.2f} | {int8['ssim_y']:.4f} | "
+        f"`{int8_onnx.name}` |", "",
+        "Per image (FP32):", "", format_table(results["ELSR FP32"]), "",
+        f"Quantization details: `{int8_onnx.with_suffix('.report.md').name}`. Best training epoch: "
+        f"{summary['gain_y_db']:+.2f} dB over bicubic. Wall time of this demo: {minutes:.1f} min.", "",
+        "## Speed on this machine", "", markdown_table(bench.rows), "", *notes(bench), "",
+        "![latency vs PSNR](bench/latency_vs_psnr.png)", "",
         "## Training curves", "", "![loss](train/loss.png)", "", "![psnr](train/psnr.png)", "",
         "## Comparisons (bottom row: zoom on the most detailed region)", "",
         *[f"![{f.stem}]({f.name})\n" for f in figures],
@@ -133,13 +171,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     parser.add_argument("--schedule", default="quick", help="schedule to train (default: quick)")
     parser.add_argument("--length", type=float, default=1.0, help="multiply every stage's epochs (default: 1)")
+    parser.add_argument("--qat-epochs", type=int, default=QATConfig.epochs, help="QAT epochs")
+    parser.add_argument("--qat-iters", type=int, default=QATConfig.iters_per_epoch, help="QAT iterations per epoch")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def run(args) -> int:
+    qat = QATConfig(epochs=args.qat_epochs, iters_per_epoch=args.qat_iters)
     report = run_demo(DemoConfig(out=args.out, schedule=args.schedule, length=args.length, device=args.device,
-                                 progress=not args.no_progress))
-    print(f"demo finished: report {report}, model {report.parent / 'train' / 'model.pt'}, "
-          f"curves {report.parent / 'train'}/loss.png and psnr.png, comparisons {report.parent}/compare_*.png")
+                                 qat=qat, progress=not args.no_progress))
+    out = report.parent
+    print(f"demo finished: report {report}\n  models: {out / 'train' / 'model.pt'}, {out}/elsr_x*.onnx (FP32, INT8)"
+          f"\n  curves: {out / 'train'}/loss.png, psnr.png; benchmark: {out / 'bench'}; pictures: {out}/compare_*.png")
     return 0

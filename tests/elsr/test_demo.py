@@ -16,12 +16,16 @@ def test_builtin_dataset_comes_from_bundled_photos(tmp_path):
 def test_demo_writes_a_report_with_table_curves_and_pictures(tmp_path, capsys):
     schedule = tiny_schedule(tmp_path / "tiny.yaml")
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--schedule", str(schedule), "--no-progress"]) == 0
+    fast = ["--schedule", str(schedule), "--qat-epochs", "1", "--qat-iters", "5", "--no-progress"]
+    assert main(["demo", "--out", str(out), *fast]) == 0
     report = (out / "report.md").read_text()
     assert re.search(r"\| \*\*mean\*\* \| \d+\.\d\d \| \d+\.\d\d \|", report)
+    assert re.search(r"\| ELSR INT8 \(QAT\) \| \d+\.\d\d \|", report) and "| ort-cpu | elsr_x4_int8.onnx |" in report
+    for name in ("elsr_x4.onnx", "elsr_x4_int8.onnx", "bench/results.json", "bench/latency_vs_psnr.png"):
+        assert (out / name).is_file(), name
     for name in HELD_OUT_PHOTOS:
         assert f"compare_{name}.png" in report and (out / f"compare_{name}.png").stat().st_size > 10_000
     assert (out / "train" / "loss.png").is_file() and (out / "train" / "psnr.png").is_file()
     assert "report.md" in capsys.readouterr().out
-    # a second run reuses the finished training and only rewrites the report
-    assert main(["demo", "--out", str(out), "--schedule", str(schedule), "--no-progress"]) == 0
+    # a second run reuses the finished training
+    assert main(["demo", "--out", str(out), *fast]) == 0
