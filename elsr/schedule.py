@@ -48,7 +48,8 @@ class Stage:
 
     @property
     def transfers(self) -> bool:
-        return self.init == "transfer"
+        """Starts from another scale's weights: every tensor but the tail conv is copied."""
+        return self.init == "transfer" or self.init.startswith("transfer:")
 
 
 @dataclass
@@ -190,8 +191,3 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
         line = f" at line {mark.line + 1}" if mark else ""
         raise ElsrError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", path=path) from exc
     return parse_schedule(data, str(path))
-
-
-def total_iterations(stage: Stage, dataset_len: int) -> int:
-    per_epoch = stage.iters_per_epoch or max(1, dataset_len // stage.batch_size)
-    return per_epoch * stage.epochs

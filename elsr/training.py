@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +157,7 @@ class Trainer:
             source = Path(stage.init.removeprefix("transfer:"))
         ckpt = read_checkpoint(source)
         src_scale = ModelConfig.from_dict(ckpt["arch"]).scale
-        transfer = stage.init == "transfer" or stage.init.startswith("transfer:") or (
-            self.cfg.weights is not None and index == 0 and src_scale != stage.scale)
+        transfer = stage.transfers or (self.cfg.weights is not None and index == 0 and src_scale != stage.scale)
         if src_scale != stage.scale and not transfer:
             raise ElsrError(f"stage {stage.name!r} is x{stage.scale} but its init checkpoint is x{src_scale}",
                             path=source, fix=f"use init: transfer:{source}")
@@ -289,10 +288,6 @@ class Trainer:
 def train(cfg: TrainConfig) -> dict:
     """Run a whole schedule; see :class:`TrainConfig`."""
     return Trainer(cfg).run()
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
 
 
 def add_arguments(parser) -> None:
