@@ -8,6 +8,7 @@ float32 NCHW RGB in [0, 1]; the quantization of both is exactly the uint8 pixel 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from elsr.fileio import atomic_path
-from elsr.quantization import QuantParams
+from elsr.quantization import ConvParams, QuantParams
 
 from .onnx_fp32 import INPUT_NAME as INPUT
 from .onnx_fp32 import OUTPUT_NAME as OUTPUT
 
 INT8_OPSET = 18
+CHANNEL_MULTIPLE = 16  # hidden channels padded (with exact zeros) for onnxruntime's fast int8 kernels
 
 
 class _GraphBuilder:
@@ -58,8 +60,42 @@ class _GraphBuilder:
         return self.node("Conv", [x, w_dq, b_dq], f"{name}_out", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
 
 
-def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """The QDQ ONNX model of a QAT-trained ELSR."""
+def _pad_conv(conv: ConvParams, outputs: int, inputs: int, input_scale: float) -> ConvParams:
+    """``conv`` with zero filters added up to ``outputs`` and zero input channels up to ``inputs``."""
+    out_pad, in_pad = outputs - conv.weight.shape[0], inputs - conv.weight.shape[1]
+    weight = np.pad(conv.weight, ((0, out_pad), (0, in_pad), (0, 0), (0, 0)))
+    weight_scale = np.concatenate([conv.weight_scale, np.full(out_pad, conv.weight_scale.max(), np.float32)])
+    return ConvParams(weight=weight, weight_scale=weight_scale, bias=np.pad(conv.bias, (0, out_pad)),
+                      bias_scale=(weight_scale * np.float32(input_scale)).astype(np.float32))
+
+
+def pad_channels(params: QuantParams, multiple: int) -> QuantParams:
+    """Zero-pad the hidden channels (6 in ELSR) up to a multiple of ``multiple``.
+
+    The extra channels hold exact zeros all the way (zero weights and biases, zero quantizes to the
+    zero point, LeakyRelu(0) = 0), so the output is bit-identical; onnxruntime's integer conv kernels
+    are much faster for channel counts that are multiples of 16 (its FP32 path pads to 16-channel
+    blocks internally for the same reason).
+    """
+    hidden = params.convs["head"].weight.shape[0]
+    padded = -(-hidden // multiple) * multiple
+    if padded == hidden:
+        return params
+    act = params.activations
+    convs = {
+        "head": _pad_conv(params.convs["head"], padded, 3, act["input"][0]),
+        "body_conv1": _pad_conv(params.convs["body_conv1"], padded, padded, act["head"][0]),
+        "body_conv2": _pad_conv(params.convs["body_conv2"], padded, padded, act["body_act"][0]),
+        "tail": _pad_conv(params.convs["tail"], params.convs["tail"].weight.shape[0], padded, act["add"][0]),
+    }
+    slope = params.slope if params.slope.size == 1 else np.pad(params.slope, (0, padded - hidden))
+    return replace(params, convs=convs, slope=slope)
+
+
+def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None,
+                     channel_multiple: int = CHANNEL_MULTIPLE) -> onnx.ModelProto:
+    """The QDQ ONNX model of a QAT-trained ELSR (hidden channels zero-padded to ``channel_multiple``)."""
+    params = pad_channels(params, channel_multiple) if channel_multiple > 1 else params
     g = _GraphBuilder()
     act = params.activations
     scale = params.config.scale

@@ -102,8 +102,8 @@ def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.
             ref = float_taps(model, x)
         for name, q in zip(names, outputs):
             scale, zero_point = qmodel.quant[name].qparams()
-            deq = (q.astype(np.float64) - zero_point) * scale
             f = ref[name].double().numpy()
+            deq = (q[:, : f.shape[1]].astype(np.float64) - zero_point) * scale  # minus zero-padded channels
             signal[name] += float((f ** 2).sum())
             noise[name] += float(((f - deq) ** 2).sum())
     return {n: 10 * np.log10(signal[n] / max(noise[n], 1e-30)) for n in names}

@@ -120,3 +120,18 @@ def test_quantize_bad_inputs(tmp_path, trained, capsys):
     assert main([*base, "--weights", str(weights), "--qat-checkpoint", str(weights)]) == 2
     assert "not a QAT checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize("prelu", ["shared", "channel"])
+def test_channel_padding_is_bit_exact(tmp_path, rng, prelu):
+    params = quant_params(calibrated(prelu))
+    x = (np.stack([smooth_image(rng, 33, 47)]).transpose(0, 3, 1, 2) / 255).astype(np.float32)
+    outputs = []
+    for multiple in (1, 8, 16):
+        model = build_int8_model(params, channel_multiple=multiple)
+        head = next(i for i in model.graph.initializer if i.name == "head_w")
+        assert head.dims[0] == (6 if multiple == 1 else multiple)
+        outputs.append(ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+                       .run(None, {"lr": x})[0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0], outputs[2])
