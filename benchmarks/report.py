@@ -103,12 +103,12 @@ def plot_latency_vs_psnr(result: BenchResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     points = [r for r in result.rows if r.ok and r.median_ms and r.psnr_y is not None]
-    for i, row in enumerate(points):
-        ax.scatter(row.median_ms, row.psnr_y, color=plt.get_cmap("tab10")(i % 10), zorder=3)
-        ax.annotate(f"{row.name} ({row.threads or '-'}t, {row.precision})", (row.median_ms, row.psnr_y),
-                    textcoords="offset points", xytext=(5, 4 - 11 * (i % 4)), fontsize=7)  # staggered
+    markers = "os^Dv<>P*X"
+    for i, row in enumerate(points):  # a legend entry per row: labels beside points overlap
+        ax.scatter(row.median_ms, row.psnr_y, color=plt.get_cmap("tab10")(i % 10), marker=markers[i % 10],
+                   s=45, zorder=3, label=f"{row.name} ({row.threads or '-'}t, {row.precision})")
     budget = result.paper["target"]["frame_budget_ms"]
     ax.axvline(budget, color="grey", ls=":", label=f"{budget:.1f} ms (30 fps)")
     bicubic = next((r for r in result.rows if r.kind == "reference"), None)
@@ -122,7 +122,7 @@ def plot_latency_vs_psnr(result: BenchResult, path: Path) -> None:
     ax.set_ylabel("PSNR-Y (dB)")
     ax.set_title(f"Latency vs quality on {result.settings['data'] or '(no --data)'}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
