@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .degrade import upscale as bicubic
 from .errors import ElsrError
 from .imageio import list_images, read_image, write_image
+from .pretrained import pretrained
 from .tiling import auto_tile, upscale_tiled
 from .video import DEFAULT_FPS, FOURCC, is_video, video_frames, video_info, video_writer
 
@@ -108,8 +109,9 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, required=True,
-                        help="checkpoint (model.pt) or ONNX model (.onnx FP32/INT8, .ort)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="checkpoint (model.pt) or ONNX model (.onnx FP32/INT8, .ort); "
+                             "default: the bundled x4 INT8 model (elsr/pretrained/MODEL_CARD.md)")
     parser.add_argument("--input", type=Path, required=True, help="an image, a folder of images/frames, or a video")
     parser.add_argument("--output", type=Path, required=True,
                         help="output image, folder (PNG frames, same names), or video (.mp4, .avi, ...)")
@@ -127,7 +129,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     written = upscale_files(UpscaleConfig(
-        model=args.model, input=args.input, output=args.output, device=args.device, convert=args.convert,
+        model=args.model or pretrained(), input=args.input, output=args.output, device=args.device, convert=args.convert,
         overwrite=args.overwrite, compare=args.compare, tile=args.tile, max_memory_mb=args.max_memory_mb,
         fps=args.fps))
     print(f"wrote {written[0] if len(written) == 1 else f'{len(written)} files to {args.output}'}")

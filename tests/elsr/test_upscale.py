@@ -82,3 +82,19 @@ def test_non_empty_output_folder_is_refused(tmp_path, rng, capsys):
                  "--output", str(tmp_path / "out")]) == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+
+
+def test_bundled_models_are_the_default_and_agree(tmp_path, rng):
+    from elsr.checkpoint import load_model
+    from elsr.pretrained import MODELS, pretrained
+    from export.runtime import load_upscaler
+
+    assert pretrained() == MODELS["x4-int8"] and all(p.is_file() for p in MODELS.values())
+    model, ckpt = load_model(MODELS["x4"], scale=4)
+    assert ckpt["meta"]["schedule"] == "quick"
+    src = image_folder(tmp_path / "in", rng, 1, (30, 40)) / "img0.png"
+    assert main(["upscale", "--input", str(src), "--output", str(tmp_path / "big.png")]) == 0
+    int8 = read_image(tmp_path / "big.png")
+    fp32 = load_upscaler(MODELS["x4-onnx"])(read_image(src))
+    assert int8.shape == fp32.shape == (120, 160, 3)
+    assert np.abs(int8.astype(int) - fp32.astype(int)).mean() < 2.0  # INT8 stays close to FP32

@@ -1,0 +1,22 @@
+"""Models that ship inside the package (see MODEL_CARD.md beside this file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FOLDER = Path(__file__).parent
+MODELS = {
+    "x4": FOLDER / "elsr_x4.pt",             # FP32 checkpoint
+    "x4-onnx": FOLDER / "elsr_x4.onnx",      # FP32 ONNX
+    "x4-int8": FOLDER / "elsr_x4_int8.onnx",  # INT8 QDQ ONNX (QAT), the default for upscaling
+}
+DEFAULT = "x4-int8"
+
+
+def pretrained(name: str = DEFAULT) -> Path:
+    """Path of a bundled model: x4 (FP32 checkpoint), x4-onnx (FP32 ONNX) or x4-int8 (INT8 ONNX)."""
+    from elsr.errors import ElsrError
+
+    if name not in MODELS:
+        raise ElsrError(f"no bundled model {name!r}", fix=f"use one of {', '.join(MODELS)}")
+    return MODELS[name]
