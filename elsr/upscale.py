@@ -125,12 +125,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--convert", action="store_true",
                         help="convert greyscale / RGBA / 16-bit images to 8-bit RGB instead of refusing them")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args) -> int:
     written = upscale_files(UpscaleConfig(
         model=args.model or pretrained(), input=args.input, output=args.output, device=args.device, convert=args.convert,
         overwrite=args.overwrite, compare=args.compare, tile=args.tile, max_memory_mb=args.max_memory_mb,
-        fps=args.fps))
+        fps=args.fps, progress=not args.no_progress))
     print(f"wrote {written[0] if len(written) == 1 else f'{len(written)} files to {args.output}'}")
     return 0
