@@ -56,3 +56,26 @@ def tiny_schedule(path: Path, epochs: tuple[int, int] = (2, 2), iters: int = 3, 
     ]
     path.write_text(yaml.safe_dump({"name": "tiny", "seed": 3, "stages": stages}))
     return path
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
+    """An MJPG video of RGB frames (the codec opencv-python-headless always has)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+    writer.release()
+    return path
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video, RGB."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+    cap.release()
+    return frames

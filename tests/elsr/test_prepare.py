@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 import pytest
@@ -15,18 +14,7 @@ from elsr.degrade import downscale
 from elsr.errors import ElsrError
 from elsr.imageio import mod_crop
 from elsr.prepare import PrepareConfig, add_arguments, prepare, run
-
-
-def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A smooth random HWC uint8 RGB image (random noise upsampled)."""
-    small = rng.integers(0, 256, size=(max(h // 8, 2), max(w // 8, 2), 3), dtype=np.uint8)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]))
-    return path
+from tests.helpers import read_video, smooth_image, write_png, write_video
 
 
 def n_windows(h: int, w: int, patch: int, stride: int) -> int:
@@ -145,20 +133,8 @@ def test_reds_missing_or_wrong_size_lr_frame(tmp_path, rng):
 
 
 def test_video_file(tmp_path, rng):
-    video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
-    assert writer.isOpened()
-    for _ in range(5):
-        writer.write(np.ascontiguousarray(smooth_image(rng, 64, 96)[:, :, ::-1]))
-    writer.release()
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr[:, :, ::-1])
-    cap.release()
+    video = write_video(tmp_path / "clip.avi", [smooth_image(rng, 64, 96) for _ in range(5)])
+    frames = read_video(video)
     assert len(frames) == 5
     per_frame = n_windows(64, 96, 32, 32)
     out = tmp_path / "video.h5"

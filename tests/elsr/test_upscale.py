@@ -3,7 +3,7 @@ import numpy as np
 from elsr.checkpoint import save_checkpoint
 from elsr.cli import main
 from elsr.imageio import read_image
-from tests.helpers import image_folder, nearest_neighbour_elsr
+from tests.helpers import image_folder, nearest_neighbour_elsr, read_video, smooth_image, write_video
 
 
 def test_upscale_folder_keeps_names_and_is_exact(tmp_path, rng):
@@ -28,40 +28,17 @@ def test_upscale_single_image(tmp_path, rng):
     assert read_image(tmp_path / "big.png").shape == (18, 26, 3)
 
 
-def _video(path, frames):
-    import cv2
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frames[0].shape[1], frames[0].shape[0]))
-    for frame in frames:
-        writer.write(frame[:, :, ::-1])
-    writer.release()
-    return path
-
-
-def _read_video(path):
-    import cv2
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
-
-
 def test_video_to_video_to_frames_and_back(tmp_path, rng):
-    from tests.helpers import smooth_image
     save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(4))
-    clip = _video(tmp_path / "clip.avi", [smooth_image(rng, 24, 32) for _ in range(5)])
+    clip = write_video(tmp_path / "clip.avi", [smooth_image(rng, 24, 32) for _ in range(5)])
     model = ["--model", str(tmp_path / "nn.pt")]
     assert main(["upscale", *model, "--input", str(clip), "--output", str(tmp_path / "big.mp4")]) == 0
-    frames = _read_video(tmp_path / "big.mp4")
+    frames = read_video(tmp_path / "big.mp4")
     assert len(frames) == 5 and frames[0].shape == (96, 128, 3)
     assert main(["upscale", *model, "--input", str(clip), "--output", str(tmp_path / "frames")]) == 0
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"{i:08d}.png" for i in range(5)]
     assert main(["upscale", *model, "--input", str(tmp_path / "frames"), "--output", str(tmp_path / "x16.avi")]) == 0
-    assert _read_video(tmp_path / "x16.avi")[0].shape == (384, 512, 3)
+    assert read_video(tmp_path / "x16.avi")[0].shape == (384, 512, 3)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
 
 
