@@ -84,6 +84,9 @@ def video_writer(path: Path, fps: float, width: int, height: int):
             raise ElsrError("OpenCV cannot write this video", path=path, fix="try an .avi output")
         try:
             yield lambda rgb: writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
-        finally:
+        except BaseException:
             writer.release()
+            target.unlink(missing_ok=True)
+            raise
+        writer.release()
         target.replace(tmp)

@@ -75,3 +75,15 @@ def test_bundled_models_are_the_default_and_agree(tmp_path, rng):
     fp32 = load_upscaler(MODELS["x4-onnx"])(read_image(src))
     assert int8.shape == fp32.shape == (120, 160, 3)
     assert np.abs(int8.astype(int) - fp32.astype(int)).mean() < 2.0  # INT8 stays close to FP32
+
+
+def test_interrupted_video_leaves_no_file(tmp_path, rng):
+    from elsr.video import video_writer
+
+    try:
+        with video_writer(tmp_path / "v.mp4", 10, 32, 24) as write:
+            write(smooth_image(rng, 24, 32))
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert list(tmp_path.iterdir()) == []
