@@ -158,10 +158,9 @@ def quantize(cfg: QuantizeConfig) -> dict:
                     "quantization": "qat; qdq; int8 per-channel weights, int32 biases, uint8 activations"}
         save_model(build_int8_model(quant_params(qmodel), metadata), out)
         report["models"]["qat"] = str(out)
-        val_image = ValidationSet(eval_sets[0], cfg.convert).for_scale(scale)[0].lr if eval_sets else patches[0]
-        report["int8_vs_fake_quant"] = int8_matches_fake_quant(qmodel, out, val_image)
-        images = [item.lr for item in ValidationSet(eval_sets[0], cfg.convert).for_scale(scale)] if eval_sets else []
-        report["layer_sqnr_db"] = layer_sqnr(qmodel.to_float(), out, qmodel, images) if images else {}
+        images = [item.lr for item in ValidationSet(eval_sets[0], cfg.convert).for_scale(scale)]  # QAT has --val
+        report["int8_vs_fake_quant"] = int8_matches_fake_quant(qmodel, out, images[0])
+        report["layer_sqnr_db"] = layer_sqnr(qmodel.to_float(), out, qmodel, images)
     report["eval"] = {}
     for data in eval_sets:
         rows = {"fp32": evaluate(EvalConfig(model=cfg.weights, data=data, convert=cfg.convert, progress=False))}
