@@ -17,6 +17,7 @@ import torch
 
 from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
+from elsr.inference import array_to_image, image_to_array
 from elsr.model import ELSR, PRELU_MODES, SCALES, ModelConfig, count_parameters
 
 from .timing import cuda_ms, wall_ms
@@ -38,18 +39,6 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def frame_to_input(frame: np.ndarray) -> np.ndarray:
-    """HWC uint8 RGB -> 1x3xHxW float32 in [0, 1]: the values export.runtime.image_to_nchw gives, in plain numpy
-    (made contiguous before the cast, which keeps it fast)."""
-    return np.ascontiguousarray(frame.transpose(2, 0, 1))[None].astype(np.float32) / np.float32(255.0)
-
-
-def output_to_frame(y: np.ndarray) -> np.ndarray:
-    """1x3xHxW float -> HWC uint8, clipped and rounded as elsr.inference.tensor_to_uint8 (numpy: no torch threads)."""
-    pixels = (np.clip(y[0].astype(np.float32, copy=False), 0, 1) * np.float32(255)).round().astype(np.uint8)
-    return np.ascontiguousarray(pixels.transpose(1, 2, 0))
-
-
 class Runner:
     """Base runner: numpy in, numpy out, wall-clock timing."""
 
@@ -68,7 +57,7 @@ class Runner:
 
     def upscale(self, frame: np.ndarray) -> np.ndarray:
         """HWC uint8 RGB in, HWC uint8 RGB out."""
-        return output_to_frame(self.fetch(self.forward(self.prepare(frame_to_input(frame)))))
+        return array_to_image(self.fetch(self.forward(self.prepare(image_to_array(frame)))))
 
     @contextlib.contextmanager
     def active(self):

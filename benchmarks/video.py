@@ -14,7 +14,9 @@ import numpy as np
 from elsr.errors import ElsrError
 from elsr.imageio import IMAGE_SUFFIXES, list_images
 
-from .runners import Runner, frame_to_input, output_to_frame
+from elsr.inference import array_to_image, image_to_array
+
+from .runners import Runner
 
 CODEC = "mp4v"
 OUTPUT_FPS = 30.0
@@ -69,11 +71,11 @@ def run_video(source: Path, runner: Runner, limit: int = 0) -> dict:
             for bgr in itertools.chain([first], decoded):
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 t0 = time.perf_counter()
-                x = frame_to_input(rgb)
+                x = image_to_array(rgb)
                 t1 = time.perf_counter()
                 y = runner.fetch(runner.forward(runner.prepare(x)))
                 t2 = time.perf_counter()
-                sr = output_to_frame(y)
+                sr = array_to_image(y)
                 model_s += t2 - t1
                 sr_s += time.perf_counter() - t0
                 if writer is None:

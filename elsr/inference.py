@@ -19,19 +19,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """Float CHW (or 1CHW) in [0, 1] -> HWC uint8, clipped and rounded as the field reports."""
-    if tensor.ndim == 4:
-        tensor = tensor[0]
-    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()
-    return np.ascontiguousarray(array.transpose(1, 2, 0))
+def image_to_array(lr: np.ndarray) -> np.ndarray:
+    """HWC uint8 RGB -> 1x3xHxW float32 in [0, 1]: the model input contract (plain numpy, no torch threads)."""
+    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
+        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
+    return np.ascontiguousarray(lr.transpose(2, 0, 1))[None].astype(np.float32) / np.float32(255.0)
+
+
+def array_to_image(array: np.ndarray) -> np.ndarray:
+    """Float CHW (or 1CHW) in [0, 1] -> HWC uint8, clipped and rounded (half to even) as the field reports."""
+    if array.ndim == 4:
+        array = array[0]
+    pixels = (np.clip(array.astype(np.float32, copy=False), 0, 1) * np.float32(255.0)).round().astype(np.uint8)
+    return np.ascontiguousarray(pixels.transpose(1, 2, 0))
 
 
 def image_to_tensor(lr: np.ndarray) -> torch.Tensor:
-    """HWC uint8 RGB -> 1x3xHxW float32 in [0, 1]: the model input contract."""
-    if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
-        raise ElsrError(f"expected an HxWx3 uint8 image, got {lr.shape} {lr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float().div_(255.0)
+    """:func:`image_to_array` as a torch tensor."""
+    return torch.from_numpy(image_to_array(lr))
+
+
+def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """:func:`array_to_image` of a torch tensor (any device)."""
+    return array_to_image(tensor.detach().float().cpu().numpy())
 
 
 @torch.no_grad()

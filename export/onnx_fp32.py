@@ -20,10 +20,11 @@ from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
 from elsr.fileio import atomic_path
 from elsr.imageio import list_images, read_image
+from elsr.inference import image_to_array
 from elsr.model import ELSR, count_parameters
 from elsr.provenance import provenance
 
-from .runtime import image_to_nchw, onnx_session
+from .runtime import onnx_session
 
 FORMAT_TAG = "elsr-onnx"
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
@@ -110,7 +111,7 @@ def check_inputs(images: Sequence[Path] = (), seed: int = 0) -> list[np.ndarray]
     """Random NCHW inputs of CHECK_SHAPES, then each image (RGB, its own size) as a 1x3xHxW input."""
     rng = np.random.default_rng(seed)
     inputs = [rng.random(shape, dtype=np.float32) for shape in CHECK_SHAPES]
-    return inputs + [image_to_nchw(read_image(path, convert=True)) for path in images]
+    return inputs + [image_to_array(read_image(path, convert=True)) for path in images]
 
 
 @torch.no_grad()

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
-from elsr.inference import image_to_tensor, resolve_device, super_resolve, tensor_to_uint8
+from elsr.inference import array_to_image, image_to_array, resolve_device, super_resolve
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -28,11 +27,6 @@ class Upscaler(Protocol):
     name: str
 
     def __call__(self, lr: np.ndarray) -> np.ndarray: ...
-
-
-def image_to_nchw(lr: np.ndarray) -> np.ndarray:
-    """HWC uint8 RGB -> 1x3xHxW float32 numpy array in [0, 1], exactly what PyTorch is fed."""
-    return image_to_tensor(lr).numpy()
 
 
 def onnx_providers(device: str) -> list[str]:
@@ -100,7 +94,7 @@ class TorchUpscaler:
 
 
 class OnnxUpscaler:
-    """An ONNX (or ORT-format) model, run with onnxruntime; rounding as elsr.inference.tensor_to_uint8."""
+    """An ONNX (or ORT-format) model, run with onnxruntime; pixels converted as for PyTorch (elsr.inference)."""
 
     def __init__(self, path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> None:
         self.path = Path(path)
@@ -132,7 +126,7 @@ class OnnxUpscaler:
         return height // PROBE_SIZE
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        return tensor_to_uint8(torch.from_numpy(self._run(image_to_nchw(lr))))
+        return array_to_image(self._run(image_to_array(lr)))
 
 
 def load_upscaler(path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> Upscaler:
