@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from elsr.checkpoint import load_model
 from elsr.data import ValidationSet, open_training_data
@@ -23,7 +26,7 @@ from elsr.model import ELSR
 from elsr.quantization import (OBSERVED, QATConfig, QuantELSR, float_taps, load_qat_checkpoint, quant_params,
                                save_qat_checkpoint, train_qat)
 
-from .onnx_fp32 import export_onnx, onnx_metadata
+from .onnx_fp32 import INPUT_NAME, export_onnx, onnx_metadata
 from .onnx_int8 import build_int8_model, save_model
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ class QuantizeConfig:
     progress: bool = True
 
 
-class PatchCalibrationReader:
+class PatchCalibrationReader(CalibrationDataReader):
     """onnxruntime CalibrationDataReader over real LR patches of the training data."""
 
     def __init__(self, patches: list[np.ndarray]) -> None:
@@ -55,7 +58,7 @@ class PatchCalibrationReader:
 
     def get_next(self) -> dict | None:
         item = next(self._items, None)
-        return None if item is None else {"lr": item}
+        return None if item is None else {INPUT_NAME: item}
 
 
 def calibration_patches(cfg: QuantizeConfig, scale: int) -> list[np.ndarray]:
@@ -66,11 +69,7 @@ def calibration_patches(cfg: QuantizeConfig, scale: int) -> list[np.ndarray]:
 
 def quantize_ptq(fp32_onnx: Path, out: Path, patches: list[np.ndarray]) -> Path:
     """onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations, min/max)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    reader = type("Reader", (PatchCalibrationReader, CalibrationDataReader), {})(patches)
+    reader = PatchCalibrationReader(patches)
     prepared = fp32_onnx.with_name(f"{fp32_onnx.stem}_prep.onnx")
     quant_pre_process(str(fp32_onnx), str(prepared))  # shape inference and graph clean-up, as recommended
     quantized = fp32_onnx.with_name(f"{fp32_onnx.stem}_ptq.onnx")
@@ -86,8 +85,6 @@ def quantize_ptq(fp32_onnx: Path, out: Path, patches: list[np.ndarray]) -> Path:
 
 def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.ndarray]) -> dict[str, float]:
     """Signal-to-quantization-noise (dB) of each quantized tensor of the INT8 graph vs the same weights in float."""
-    import onnxruntime as ort
-
     names = [*OBSERVED, "tail"]
     graph = onnx.load(str(int8_onnx))
     for name in names:
@@ -97,7 +94,7 @@ def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.
     noise = dict.fromkeys(names, 0.0)
     for image in images:
         x = image_to_tensor(image)
-        outputs = session.run([f"{n}_q" for n in names], {"lr": x.numpy()})
+        outputs = session.run([f"{n}_q" for n in names], {INPUT_NAME: x.numpy()})
         with torch.no_grad():
             ref = float_taps(model, x)
         for name, q in zip(names, outputs):
@@ -111,10 +108,8 @@ def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.
 
 def int8_matches_fake_quant(qmodel: QuantELSR, int8_onnx: Path, image: np.ndarray) -> dict[str, float]:
     """How closely onnxruntime's integer graph reproduces the PyTorch fake-quant model (in grey levels)."""
-    import onnxruntime as ort
-
     x = image_to_tensor(image)
-    ours = ort.InferenceSession(str(int8_onnx), providers=["CPUExecutionProvider"]).run(None, {"lr": x.numpy()})[0]
+    ours = ort.InferenceSession(str(int8_onnx), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x.numpy()})[0]
     with torch.no_grad():
         ref = qmodel(x).numpy()
     diff = np.abs(ours - ref) * 255
