@@ -26,7 +26,7 @@ from .checkpoint import load_safely
 from .errors import ElsrError
 from .fileio import atomic_path
 from .model import ELSR, ModelConfig
-from .training import loss_function, validate
+from .training import cosine_lr, loss_function, validate
 
 ACT_QMIN, ACT_QMAX = 0, 255     # uint8 activations
 W_QMIN, W_QMAX = -128, 127      # int8 weights; symmetric scales use +-127
@@ -233,7 +233,7 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
     for epoch in range(cfg.epochs):
         if epoch == freeze_at:
             qmodel.freeze_observers()
-        lr = cfg.lr / 10 + (cfg.lr - cfg.lr / 10) * 0.5 * (1 + math.cos(math.pi * epoch / max(1, cfg.epochs - 1)))
+        lr = cosine_lr(cfg.lr, cfg.lr / 10, epoch, cfg.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
         losses = []

@@ -66,8 +66,12 @@ def lr_for_epoch(stage: Stage, epoch: int) -> float:
         return stage.lr * s.gamma ** (epoch // s.step_size)
     if s.name == "multistep":
         return stage.lr * s.gamma ** sum(epoch >= m for m in s.milestones)
-    progress = epoch / max(1, stage.epochs - 1)  # cosine: lr at epoch 0, eta_min at the last epoch
-    return s.eta_min + (stage.lr - s.eta_min) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cosine_lr(stage.lr, s.eta_min, epoch, stage.epochs)
+
+
+def cosine_lr(lr: float, eta_min: float, epoch: int, epochs: int) -> float:
+    """Cosine decay: ``lr`` at epoch 0, ``eta_min`` at the last of ``epochs``."""
+    return eta_min + (lr - eta_min) * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs - 1)))
 
 
 def loss_function(name: str) -> nn.Module:
