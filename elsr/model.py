@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import ElsrError
+from .reparam import RepConv3x3
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ SCALES = (2, 3, 4)
 RECEPTIVE_RADIUS = 4  # four 3x3 convs: an output pixel sees 4 LR pixels around its own
 PRELU_MODES = ("shared", "channel")
 IN_CHANNELS = 3
+CONV_NAMES = ("head", "body_conv1", "body_conv2", "tail")
 
 
 @dataclass(frozen=True)
@@ -57,22 +59,38 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
 
 
 class ELSR(nn.Module):
-    """ELSR super-resolution network."""
+    """ELSR super-resolution network.
 
-    def __init__(self, config: ModelConfig | None = None, **kwargs) -> None:
+    ``reparam=True`` builds the training-time form whose convs are :class:`RepConv3x3` branch
+    sums; ``fold()`` turns it into the plain network with identical outputs.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, reparam: bool = False, **kwargs) -> None:
         super().__init__()
         self.config = config or ModelConfig(**kwargs)
+        self.reparam = reparam
         c, s = self.config.channels, self.config.scale
-        self.head = conv3x3(IN_CHANNELS, c)
-        self.body_conv1 = conv3x3(c, c)
+        conv = RepConv3x3 if reparam else conv3x3
+        self.head = conv(IN_CHANNELS, c)
+        self.body_conv1 = conv(c, c)
         self.body_act = nn.PReLU(num_parameters=1 if self.config.prelu == "shared" else c)
-        self.body_conv2 = conv3x3(c, c)
-        self.tail = conv3x3(c, IN_CHANNELS * s * s)
+        self.body_conv2 = conv(c, c)
+        self.tail = conv(c, IN_CHANNELS * s * s)
         self.upsample = nn.PixelShuffle(s)
 
     @property
     def scale(self) -> int:
         return self.config.scale
+
+    def fold(self) -> "ELSR":
+        """The plain (inference) network computing the same function; ``self`` when already plain."""
+        if not self.reparam:
+            return self
+        plain = ELSR(self.config)
+        for name in CONV_NAMES:
+            setattr(plain, name, getattr(self, name).to_conv())
+        plain.body_act.load_state_dict(self.body_act.state_dict())
+        return plain.to(self.head.weight.device).train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
@@ -98,6 +116,8 @@ def load_weights(model: ELSR, state: dict[str, torch.Tensor], source: str, trans
     every tensor whose name and shape match is copied, the rest (the tail conv) keeps its
     fresh initialisation, and both lists are logged.
     """
+    if model.reparam and not any(k.endswith(".point") for k in state):
+        state = _plain_into_reparam(model, state)
     own = model.state_dict()
     if not transfer:
         mismatched = [k for k in own if k not in state or state[k].shape != own[k].shape]
@@ -118,3 +138,15 @@ def load_weights(model: ELSR, state: dict[str, torch.Tensor], source: str, trans
     model.load_state_dict({**own, **{k: state[k] for k in transferred}})
     log.info("transfer from %s: transferred %s", source, ", ".join(transferred))
     log.info("transfer from %s: freshly initialised %s", source, ", ".join(fresh) or "nothing")
+
+
+def _plain_into_reparam(model: ELSR, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Plain weights as a state dict of the training-time form (a conv that does not fit is left out)."""
+    converted = {k: v for k, v in state.items() if not k.startswith(CONV_NAMES)}
+    for name in CONV_NAMES:
+        conv, weight, bias = getattr(model, name), state.get(f"{name}.weight"), state.get(f"{name}.bias")
+        if weight is None or bias is None or weight.shape != conv.weight.shape:
+            continue
+        conv.load_plain(weight, bias)
+        converted.update({f"{name}.{k}": v for k, v in conv.state_dict().items()})
+    return converted

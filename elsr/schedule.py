@@ -62,6 +62,7 @@ class Schedule:
     seed: int = 0
     channels: int = 6
     prelu: str = "shared"
+    reparam: bool = False       # train re-parameterised convs (elsr.reparam); checkpoints hold the folded model
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,6 +89,8 @@ def _check_type(value, annotation, where: str, source: str):
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is bool and isinstance(value, bool):
         return value
     if annotation is str and isinstance(value, str):
         return value

@@ -144,13 +144,23 @@ class Trainer:
         if state["schedule"] != self.schedule.to_dict():
             raise ElsrError("the run was started with a different schedule", path=state_path,
                             fix="resume with the same schedule and --weights/--seed, or use a new --out")
-        state["model"] = ckpt["model"]
+        state["model"] = ckpt.get("train_model") or ckpt["model"]
         return state
+
+    def _build_model(self, stage: Stage) -> ELSR:
+        config = ModelConfig(scale=stage.scale, channels=self.schedule.channels, prelu=self.schedule.prelu)
+        return ELSR(config, reparam=self.schedule.reparam)
+
+    def _save(self, path: Path, model: ELSR, meta: dict, **extra) -> None:
+        """A checkpoint of the plain (folded) model, plus the training-time weights when they differ."""
+        if model.reparam:
+            extra["train_model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_checkpoint(path, model.fold(), meta, **extra)
 
     def _new_model(self, index: int, stage: Stage) -> ELSR:
         """The stage's starting model: fresh (seeded), the previous stage's best, a transfer or a file."""
         torch.manual_seed(self.schedule.seed * 1000 + index)
-        model = ELSR(ModelConfig(scale=stage.scale, channels=self.schedule.channels, prelu=self.schedule.prelu))
+        model = self._build_model(stage)
         if stage.init == "scratch":
             log.info("stage %s: starting from scratch", stage.name)
             return model
@@ -166,7 +176,8 @@ class Trainer:
             raise ElsrError(f"stage {stage.name!r} is x{stage.scale} but its init checkpoint is x{src_scale}",
                             path=source, fix=f"use init: transfer:{source}")
         log.info("stage %s: %s weights from %s", stage.name, "transferring" if transfer else "loading", source)
-        load_weights(model, ckpt["model"], str(source), transfer=transfer)
+        weights = ckpt.get("train_model") if model.reparam and ckpt.get("train_model") else ckpt["model"]
+        load_weights(model, weights, str(source), transfer=transfer)
         return model
 
     # --------------------------------------------------------------- the run
@@ -194,7 +205,7 @@ class Trainer:
         n_stages = len(self.schedule.stages)
         model = self._new_model(index, stage) if resume is None or first_epoch == 0 else None
         if model is None:
-            model = ELSR(ModelConfig(scale=stage.scale, channels=self.schedule.channels, prelu=self.schedule.prelu))
+            model = self._build_model(stage)
             load_weights(model, resume["model"], str(self.out / RUN_STATE))
         model.to(self.device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr, weight_decay=stage.weight_decay)
@@ -207,7 +218,7 @@ class Trainer:
         log.info("stage %d/%d %s: x%d, %s, %dpx LR patches, batch %d, lr %.2g, %d epochs x %d iterations, "
                  "%d parameters; bicubic on validation: %.2f dB (Y)", index + 1, n_stages, stage.name,
                  stage.scale, stage.loss.upper(), stage.patch_size, stage.batch_size, stage.lr, stage.epochs,
-                 iters, count_parameters(model), bicubic["psnr_y"])
+                 iters, count_parameters(model.fold()), bicubic["psnr_y"])
         for epoch in range(first_epoch, stage.epochs):
             lr = lr_for_epoch(stage, epoch)
             for group in optimizer.param_groups:
@@ -251,13 +262,13 @@ class Trainer:
                 "val_data": str(self.cfg.val), **provenance()}
         if metrics["psnr_y"] > self.best.get(stage.name, -math.inf):
             self.best[stage.name] = metrics["psnr_y"]
-            save_checkpoint(folder / "best.pt", model, meta)
-        save_checkpoint(folder / "last.pt", model, meta)
+            self._save(folder / "best.pt", model, meta)
+        self._save(folder / "last.pt", model, meta)
         done = epoch + 1 == stage.epochs
         train_state = {"stage": index + 1 if done else index, "epoch": 0 if done else epoch + 1,
                        "optimizer": optimizer.state_dict(), "history": self.history, "best": self.best,
                        "schedule": self.schedule.to_dict()}
-        save_checkpoint(self.out / RUN_STATE, model, meta, train_state=train_state)
+        self._save(self.out / RUN_STATE, model, meta, train_state=train_state)
         self._write_csv()
         plot_history(self.history, self.out)
 
