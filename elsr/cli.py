@@ -59,12 +59,22 @@ def run_command(module: str, args: argparse.Namespace) -> int:
             raise
         print(f"elsr: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MemoryError as exc:
+        if debug:
+            raise
+        print(f"elsr: error: out of memory ({exc or 'allocation failed'}) (fix: lower --max-memory or --tile, "
+              "a smaller batch, or free memory)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("elsr: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, unless --debug
         if debug:
             raise
+        if "Failed to allocate memory" in str(exc):  # onnxruntime's out-of-memory, which is a plain Exception
+            print("elsr: error: out of memory in onnxruntime (fix: lower --max-memory or --tile, or free memory)",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"elsr: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL

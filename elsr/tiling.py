@@ -8,33 +8,59 @@ would give there.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .model import RECEPTIVE_RADIUS
 
-BYTES_PER_LR_PIXEL = 4 * (3 + 5 * 6 + 2 * 3 * 16)  # float activations of one x4 forward pass, per LR pixel
+BYTES_PER_LR_PIXEL = 1024  # peak memory of one x4 forward pass per LR pixel (measured: 640-1012 B, PyTorch and onnxruntime)
+RUNTIME_MB = 512  # Python, PyTorch and onnxruntime (about 265 MB), the decoded input, allocator slack
 
 
-def auto_tile(max_memory_mb: float) -> int:
-    """LR tile side whose forward pass fits in half of ``max_memory_mb`` (the rest: images, runtime)."""
-    return max(64, int(math.sqrt(max_memory_mb * 2**20 / 2 / BYTES_PER_LR_PIXEL)))
+def auto_tile(max_memory_mb: float, width: int = 0, scale: int = 4, bands: int = 1) -> int:
+    """LR tile side that keeps the process within ``max_memory_mb``: one tile's forward pass plus
+    ``bands`` output row bands (each ``tile * scale`` rows of a ``width`` LR pixels wide image)."""
+    budget = max(64.0, max_memory_mb - RUNTIME_MB) * 2**20
+    band_per_row = bands * width * scale * scale * 3  # bytes of output per LR row of a band
+    # largest t with t^2 * BYTES_PER_LR_PIXEL + t * band_per_row <= budget
+    a, b = BYTES_PER_LR_PIXEL, band_per_row
+    tile = (-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a)
+    return max(32, int(tile))
+
+
+def upscale_bands(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int, tile: int,
+                  overlap: int = 2 * RECEPTIVE_RADIUS) -> Iterator[np.ndarray]:
+    """``upscale(lr)`` as full-width output row bands from top to bottom, each computed in tiles of
+    ``tile`` LR pixels a side with ``overlap`` pixels of context (0 or a small image: one band)."""
+    height, width = lr.shape[:2]
+    if tile <= 0 or (height <= tile and width <= tile):
+        yield upscale(lr)
+        return
+    for top in range(0, height, tile):
+        bottom = min(top + tile, height)
+        band = np.empty(((bottom - top) * scale, width * scale, 3), np.uint8)
+        for left in range(0, width, tile):
+            right = min(left + tile, width)
+            y0, x0 = max(0, top - overlap), max(0, left - overlap)
+            y1, x1 = min(height, bottom + overlap), min(width, right + overlap)
+            sr = upscale(lr[y0:y1, x0:x1])
+            band[:, left * scale: right * scale] = \
+                sr[(top - y0) * scale: (bottom - y0) * scale, (left - x0) * scale: (right - x0) * scale]
+        yield band
 
 
 def upscale_tiled(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int, tile: int,
                   overlap: int = 2 * RECEPTIVE_RADIUS) -> np.ndarray:
-    """``upscale(lr)`` computed tile by tile (``tile`` LR pixels a side; 0 or a small image: in one go)."""
-    height, width = lr.shape[:2]
-    if tile <= 0 or (height <= tile and width <= tile):
-        return upscale(lr)
-    out = np.empty((height * scale, width * scale, 3), np.uint8)
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            bottom, right = min(top + tile, height), min(left + tile, width)
-            y0, x0 = max(0, top - overlap), max(0, left - overlap)
-            y1, x1 = min(height, bottom + overlap), min(width, right + overlap)
-            sr = upscale(lr[y0:y1, x0:x1])
-            out[top * scale: bottom * scale, left * scale: right * scale] = \
-                sr[(top - y0) * scale: (bottom - y0) * scale, (left - x0) * scale: (right - x0) * scale]
+    """``upscale(lr)`` computed tile by tile, as one image."""
+    bands = upscale_bands(upscale, lr, scale, tile, overlap)
+    first = next(bands)
+    if first.shape[0] == lr.shape[0] * scale:
+        return first
+    out = np.empty((lr.shape[0] * scale, lr.shape[1] * scale, 3), np.uint8)
+    out[: first.shape[0]] = first
+    row = first.shape[0]
+    for band in bands:
+        out[row: row + band.shape[0]] = band
+        row += band.shape[0]
     return out

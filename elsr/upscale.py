@@ -17,8 +17,9 @@ from tqdm import tqdm
 from .degrade import upscale as bicubic
 from .errors import ElsrError
 from .imageio import list_images, read_image, write_image
+from .pngstream import png_writer
 from .pretrained import pretrained
-from .tiling import auto_tile, upscale_tiled
+from .tiling import auto_tile, upscale_bands
 from .video import DEFAULT_FPS, FOURCC, is_video, video_frames, video_info, video_writer
 
 
@@ -31,7 +32,7 @@ class UpscaleConfig:
     convert: bool = False
     overwrite: bool = False
     compare: bool = False       # bicubic | model side by side
-    tile: int = -1              # LR tile side; 0: never tile; -1: from max_memory_mb
+    tile: int = -1              # LR tile side; 0: never tile; -1: from max_memory_mb and the frame width
     max_memory_mb: float = 1024
     fps: float = DEFAULT_FPS    # for videos made from frame folders
     progress: bool = True
@@ -68,7 +69,6 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
 
     upscaler = load_upscaler(cfg.model, device=cfg.device)
     scale = upscaler.scale
-    tile = auto_tile(cfg.max_memory_mb) if cfg.tile < 0 else cfg.tile
     frames, count, fps = _frames(cfg)
     kind = _sink(cfg)
     taken = cfg.output.exists() and (kind != "folder" or any(cfg.output.iterdir()))
@@ -76,9 +76,27 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
         raise ElsrError("output exists" if kind != "folder" else "output folder is not empty", path=cfg.output,
                         fix="pass --overwrite or choose another --output")
 
+    def bands(lr: np.ndarray) -> Iterator[np.ndarray]:
+        """The output frame as row bands (bicubic | model with --compare), tiled to fit the memory budget."""
+        tile = cfg.tile if cfg.tile >= 0 else auto_tile(cfg.max_memory_mb, lr.shape[1], scale, 1 + cfg.compare)
+        sr = upscale_bands(upscaler, lr, scale, tile)
+        if not cfg.compare:
+            return sr
+        bicubic_bands = upscale_bands(lambda x: bicubic(x, scale), lr, scale, tile)
+        return (np.concatenate([b, m], axis=1) for b, m in zip(bicubic_bands, sr))
+
     def render(lr: np.ndarray) -> np.ndarray:
-        sr = upscale_tiled(upscaler, lr, scale, tile)
-        return np.concatenate([bicubic(lr, scale), sr], axis=1) if cfg.compare else sr
+        return np.concatenate(list(bands(lr)))
+
+    def save(dst: Path, lr: np.ndarray) -> None:
+        """PNGs are written band by band, so a huge output never sits in memory whole."""
+        if dst.suffix.lower() not in ("", ".png"):
+            write_image(dst, render(lr))
+            return
+        width = lr.shape[1] * scale * (1 + cfg.compare)
+        with png_writer(dst, width, lr.shape[0] * scale) as write:
+            for band in bands(lr):
+                write(band)
 
     bar = tqdm(total=count or None, desc="upscale", unit="frame", disable=None if cfg.progress and count > 1 else True)
     written: list[Path] = []
@@ -96,7 +114,7 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
         else:
             for name, lr in frames:
                 dst = cfg.output if kind == "image" else cfg.output / name
-                write_image(dst, render(lr))
+                save(dst, lr)
                 written.append(dst)
                 bar.update()
     finally:

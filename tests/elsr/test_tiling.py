@@ -3,7 +3,7 @@ import torch
 
 from elsr.inference import super_resolve
 from elsr.model import ELSR, ModelConfig
-from elsr.tiling import auto_tile, upscale_tiled
+from elsr.tiling import auto_tile, upscale_bands, upscale_tiled
 from tests.helpers import smooth_image
 
 
@@ -34,5 +34,15 @@ def test_too_little_overlap_would_show_seams(rng):
     assert np.abs(seams.astype(int) - whole.astype(int)).max() > 1
 
 
-def test_auto_tile_grows_with_the_memory_budget():
-    assert 64 <= auto_tile(256) < auto_tile(1024) < auto_tile(8192)
+def test_bands_are_full_width_rows_of_the_tiled_image(rng):
+    model = random_model(3)
+    lr = smooth_image(rng, 50, 37)
+    bands = list(upscale_bands(lambda x: super_resolve(model, x), lr, 3, 16))
+    assert [b.shape for b in bands] == [(48, 111, 3)] * 3 + [(6, 111, 3)]
+    np.testing.assert_array_equal(np.concatenate(bands), upscale_tiled(lambda x: super_resolve(model, x), lr, 3, 16))
+
+
+def test_auto_tile_grows_with_the_budget_and_shrinks_with_wider_bands():
+    assert 32 <= auto_tile(256) < auto_tile(1024) < auto_tile(8192)
+    assert auto_tile(1024, width=8000) < auto_tile(1024, width=1000) < auto_tile(1024)
+    assert auto_tile(1024, width=4000, bands=2) < auto_tile(1024, width=4000)

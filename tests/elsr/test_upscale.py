@@ -1,9 +1,11 @@
 import numpy as np
+import torch
 
 from elsr.checkpoint import save_checkpoint
 from elsr.cli import main
 from elsr.imageio import read_image
-from tests.helpers import image_folder, nearest_neighbour_elsr, read_video, smooth_image, write_video
+from elsr.model import ELSR, ModelConfig
+from tests.helpers import image_folder, nearest_neighbour_elsr, read_video, smooth_image, write_png, write_video
 
 
 def test_upscale_folder_keeps_names_and_is_exact(tmp_path, rng):
@@ -48,6 +50,22 @@ def test_compare_puts_bicubic_beside_the_model(tmp_path, rng):
     assert main(["upscale", "--model", str(tmp_path / "nn.pt"), "--input", str(src), "--compare",
                  "--output", str(tmp_path / "cmp.png")]) == 0
     assert read_image(tmp_path / "cmp.png").shape == (20, 48, 3)
+
+
+def test_streamed_tiles_equal_one_pass_with_and_without_compare(tmp_path, rng):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", ELSR(ModelConfig(scale=2)))
+    src = tmp_path / "in.png"
+    write_png(src, smooth_image(rng, 45, 70))
+    for flags in ([], ["--compare"]):
+        outputs = []
+        for tile in ("0", "16"):
+            out = tmp_path / f"out{tile}{len(flags)}.png"
+            assert main(["upscale", "--model", str(tmp_path / "m.pt"), "--input", str(src), "--output", str(out),
+                         "--tile", tile, *flags]) == 0
+            outputs.append(read_image(out))
+        assert outputs[0].shape == (90, 140 * (1 + len(flags)), 3)
+        np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
 def test_non_empty_output_folder_is_refused(tmp_path, rng, capsys):
