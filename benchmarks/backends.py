@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Callable
 
 from elsr.errors import ElsrError
+from export import formats
 
 from .runners import OrtRunner, Runner, TfliteRunner, TorchRunner, tflite_interpreter_class
 
 CHECKPOINT = (".pt", ".pth")
-ONNX = (".onnx", ".ort")  # ORT-format files run in the same onnxruntime session
-TFLITE = (".tflite",)
+ONNX = formats.suffixes("onnxruntime")  # .onnx and .ort (ORT format runs in the same onnxruntime session)
+TFLITE = formats.suffixes("tflite")     # .tflite
 
 
 def no_cuda() -> str | None:
@@ -54,7 +55,7 @@ def no_ort_cuda() -> str | None:
 
 
 def no_tflite() -> str | None:
-    return None if tflite_interpreter_class() else "no TFLite interpreter (pip install ai-edge-litert)"
+    return None if tflite_interpreter_class() else "no TFLite interpreter (pip install 'elsr[tflite]')"
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ BACKENDS: tuple[Backend, ...] = (
             description="onnxruntime CPU: FP32/INT8 ONNX and ORT-format models"),
     Backend("ort-cuda", "onnxruntime", ONNX, functools.partial(OrtRunner, provider="CUDAExecutionProvider"),
             no_ort_cuda, threaded=False, description="onnxruntime CUDA execution provider"),
-    Backend("tflite", "tflite", TFLITE, TfliteRunner, no_tflite, description="TFLite interpreter, CPU"),
+    Backend("tflite", "tflite", TFLITE, TfliteRunner, no_tflite,
+            description="LiteRT (TFLite) interpreter, CPU, XNNPACK: FP32/INT8 .tflite, float or uint8 I/O"),
 )
 
 

@@ -7,7 +7,6 @@ A runner turns a float32 NCHW numpy input into its native form once (``prepare``
 from __future__ import annotations
 
 import contextlib
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -198,40 +197,41 @@ class OrtRunner(Runner):
         del self.session
 
 
-TFLITE_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
-
-
 def tflite_interpreter_class():
-    """The first TFLite Interpreter class installed, or None."""
-    for name in TFLITE_MODULES:
-        try:
-            return importlib.import_module(name).Interpreter
-        except ImportError:
-            continue
-    return None
+    """The LiteRT Interpreter class (package ai-edge-litert, the ``tflite`` extra), or None when not installed."""
+    from export import tflite
+
+    return tflite.interpreter_class() if tflite.available() else None
 
 
 class TfliteRunner(Runner):
-    """A .tflite model run by the TFLite interpreter (NCHW or NHWC float input)."""
+    """A .tflite model run by the LiteRT interpreter with its default XNNPACK delegate on ``threads`` threads.
+
+    The input is converted once, outside the timing, to the model's own tensor (NHWC; float32, or the
+    uint8 pixels of a ``--uint8-io`` model), as a phone app hands it over.
+    """
 
     def __init__(self, path: Path, threads: int | None) -> None:
-        if not path.is_file():
-            raise ElsrError("no such model file", path=path)
-        self.interpreter = tflite_interpreter_class()(model_path=str(path), num_threads=threads or None)
-        detail = self.interpreter.get_input_details()[0]
-        self.input_index, self.nhwc = detail["index"], int(detail["shape"][-1]) == 3
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self.info = ModelInfo(str(np.dtype(detail["dtype"])), None, path.stat().st_size, None, None,
-                              notes=["PSNR not computed: elsr eval does not run .tflite files"])
+        from export.tflite import TfliteModel
+
+        self.model = TfliteModel(path, threads or None)
+        metadata = self.model.metadata
+        io = f"{self.model.input_dtype} I/O"
+        info = onnx_info(path, metadata) if metadata else None
+        notes = [] if metadata else ["no elsr metadata: precision from the input type, GMAC/s unknown"]
+        precision = info.precision if info else io
+        self.info = ModelInfo(f"{precision}, {io}" if info else precision, info.params if info else None,
+                              path.stat().st_size, info.config if info else None, path,
+                              notes=(info.notes if info else []) + notes)
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        x = x.transpose(0, 2, 3, 1) if self.nhwc else x
-        self.interpreter.resize_tensor_input(self.input_index, list(x.shape))
-        self.interpreter.allocate_tensors()
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return self.model.prepare(x)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self.input_index, x)
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output_index)
-        return y.transpose(0, 3, 1, 2) if self.nhwc else y
+        return self.model.forward(x)
+
+    def fetch(self, y: np.ndarray) -> np.ndarray:
+        return self.model.to_float(y)
+
+    def close(self) -> None:
+        del self.model

@@ -1,6 +1,7 @@
-"""``elsr export``: a checkpoint to one self-contained FP32 ONNX file, checked against PyTorch.
+"""``elsr export``: a checkpoint to one self-contained FP32 ONNX file, checked against PyTorch; and the
+``elsr export`` command for every format of ``export.formats`` (ONNX, ORT, TFLite; FP32 or INT8 from QAT).
 
-The model takes ``lr`` (float32 NCHW RGB in [0, 1], any batch, height and width) and gives ``sr``.
+The ONNX model takes ``lr`` (float32 NCHW RGB in [0, 1], any batch, height and width) and gives ``sr``.
 """
 
 from __future__ import annotations
@@ -145,41 +146,127 @@ def check_parity(model: ELSR, onnx_path: str | Path, inputs: Sequence[np.ndarray
     return require_parity(parity_errors(model, onnx_path, inputs), onnx_path, tol)
 
 
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """'1x3x180x320' -> (1, 3, 180, 320): an NCHW shape with 3 channels."""
+    try:
+        dims = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or min(dims) < 1 or dims[1] != 3:
+        raise ElsrError(f"--fixed-shape {text!r} is not an NCHW shape with 3 channels", fix="e.g. 1x3x180x320")
+    return dims  # type: ignore[return-value]
+
+
 def add_arguments(parser) -> None:
     from .formats import FORMATS
 
     parser.add_argument("--weights", type=Path, required=True, help="checkpoint to export (model.pt)")
-    parser.add_argument("--out", type=Path, help="output file (default: elsr_x{scale}.onnx in the current folder)")
-    parser.add_argument("--format", default="onnx", choices=sorted(FORMATS),
+    parser.add_argument("--out", type=Path,
+                        help="output file (default: elsr_x{scale}[_int8][_uint8io].{onnx,ort,tflite} here)")
+    parser.add_argument("--format", default="onnx", choices=list(FORMATS),
                         help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--int8", action="store_true",
+                        help="INT8 from quantization-aware training: --qat-checkpoint, or --train and --val to run QAT")
+    parser.add_argument("--qat-checkpoint", type=Path, metavar="QAT_PT",
+                        help="with --int8: reuse this .qat.pt (written by 'elsr quantize' or an earlier --int8 export)")
+    parser.add_argument("--train", type=Path, help="with --int8 and no --qat-checkpoint: QAT training images or .h5")
+    parser.add_argument("--val", type=Path, help="with --int8 and no --qat-checkpoint: QAT validation HR images")
+    parser.add_argument("--qat-epochs", type=int, help="QAT epochs (default: elsr quantize's)")
+    parser.add_argument("--qat-iters", type=int, help="QAT iterations per epoch (default: elsr quantize's)")
+    parser.add_argument("--fixed-shape", type=parse_shape, metavar="NxCxHxW",
+                        help="fix the input shape (e.g. 1x3x180x320; NNAPI, CoreML and TFLite delegates want it); "
+                             "default: dynamic batch, height and width")
+    parser.add_argument("--uint8-io", action="store_true",
+                        help="tflite: uint8 RGB in and out (NHWC pixels, no float pre/post-processing on the phone)")
+    parser.add_argument("--opset", type=int, help="ONNX opset of the FP32 graph (default: the exporter's)")
     parser.add_argument("--scale", type=int, help="expected scale (must match the checkpoint)")
     parser.add_argument("--check-images", type=Path, metavar="DIR",
                         help=f"also check parity on up to {MAX_CHECK_IMAGES} of these images, as LR at their own size")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--validate", type=Path, nargs="+", default=[], metavar="HR_DIR",
+                        help="run the artifact in its own runtime on these HR image folders: PSNR-Y against ground "
+                             "truth and against the FP32 PyTorch model")
+    parser.add_argument("--convert", action="store_true",
+                        help="convert greyscale / RGBA / 16-bit images (e.g. Set14) instead of refusing them")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="QAT device")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _qat_model(args, model: ELSR, out: Path):
+    """The QAT model for --int8: from --qat-checkpoint, or trained now (and saved beside ``out`` for reuse)."""
+    import logging
+
+    from elsr.data import ValidationSet, open_training_data
+    from elsr.inference import resolve_device
+    from elsr.quantization import QATConfig, load_qat_checkpoint, save_qat_checkpoint, train_qat
+
+    if args.qat_checkpoint is not None:
+        qmodel = load_qat_checkpoint(args.qat_checkpoint)
+        if qmodel.config != model.config:
+            raise ElsrError(f"QAT checkpoint is a {qmodel.config} model but --weights is a {model.config} model",
+                            path=args.qat_checkpoint, fix="pass the .qat.pt made from these weights")
+        with torch.no_grad():
+            drift = max(float((a - b).norm() / b.norm().clamp_min(1e-12)) for a, b in
+                        zip(qmodel.to_float().parameters(), model.parameters()))
+        if drift > 0.5:
+            logging.getLogger(__name__).warning(
+                "%s: its weights differ from %s by %.0f%% (it may come from other weights; INT8 is compared "
+                "with --weights)", args.qat_checkpoint, args.weights, 100 * drift)
+        return qmodel
+    if args.train is None or args.val is None:
+        raise ElsrError("--int8 needs the QAT weights and ranges",
+                        fix="pass --qat-checkpoint QAT.pt, or --train DIR and --val DIR to run QAT now")
+    cfg = QATConfig(**{k: v for k, v in (("epochs", args.qat_epochs), ("iters_per_epoch", args.qat_iters))
+                       if v is not None})
+    source = open_training_data(args.train, args.convert)
+    val = ValidationSet(args.val, args.convert)
+    qmodel, history = train_qat(model, source, val, cfg, resolve_device(args.device), progress=True,
+                                log=logging.getLogger(__name__))
+    save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history)
+    print(f"wrote {out.with_suffix('.qat.pt')} (reuse it with --qat-checkpoint)")
+    return qmodel
 
 
 def run(args) -> int:
-    import onnx
-
-    from .formats import FORMATS
+    from .formats import FORMATS, ExportRequest, check_artifact, format_validation, validate
 
     fmt = FORMATS[args.format]
     fmt.ensure_available()
+    if args.uint8_io and not fmt.uint8_io:
+        raise ElsrError(f"--uint8-io is for --format tflite, not {fmt.name}",
+                        fix="ONNX and ORT models take float32 input")
+    if args.opset is not None and (args.int8 or not fmt.opset):
+        raise ElsrError("--opset applies to FP32 ONNX and ORT exports only", fix="leave --opset out")
+    if not args.int8 and (args.qat_checkpoint or args.train):
+        raise ElsrError("--qat-checkpoint and --train are for INT8 exports", fix="add --int8")
     model, ckpt = load_model(args.weights, args.scale)
-    out = args.out or Path(f"elsr_x{model.scale}{fmt.suffix}")
+    out = args.out or fmt.default_name(model.scale, args.int8, args.uint8_io)
+    if out.suffix.lower() != fmt.suffix:
+        raise ElsrError(f"--format {fmt.name} writes {fmt.suffix} files", path=out, fix=f"name the output *{fmt.suffix}")
+    outputs = [out, *fmt.companions(out), *([out.with_suffix(".qat.pt")] if args.int8 and not args.qat_checkpoint
+                                            else [])]
+    existing = [p for p in outputs if p.exists()]
+    if existing and not args.overwrite:
+        raise ElsrError("output exists", path=existing[0], fix="pass --overwrite")
     images = list_images(args.check_images)[:MAX_CHECK_IMAGES] if args.check_images else []
-    inputs = check_inputs(images)
-    fmt.export(model, out, opset=args.opset, meta=ckpt.get("meta"), overwrite=args.overwrite)
-    opset = onnx_opset(onnx.load(str(out), load_external_data=False))
-    print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, opset {opset}, x{model.scale})")
-    errors = parity_errors(model, out, inputs)
-    labels = ["random"] * len(CHECK_SHAPES) + [path.name for path in images]
-    for label, (shape, error) in zip(labels, errors):
-        print(f"parity {label} {'x'.join(map(str, shape))}: max abs error {error:.2e}")
+    for data in args.validate:
+        list_images(data)  # a missing folder fails now, not after QAT
+    qmodel = _qat_model(args, model, out) if args.int8 else None
+    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, args.fixed_shape, args.uint8_io, args.opset,
+                            images)
+    exported = fmt.export(request, out)
+    size = out.stat().st_size / 1024
+    print(f"wrote {out} ({size:.1f} KiB, {fmt.name}, {request.precision}, x{model.scale})"
+          + "".join(f", {p}" for p in exported.files[1:]))
+    for line in exported.lines:
+        print(line)
     try:
-        require_parity(errors, out)
+        for line in check_artifact(request, out):
+            print(line)
     except ElsrError as exc:
-        out.unlink(missing_ok=True)
+        for path in exported.files:
+            path.unlink(missing_ok=True)
         raise ElsrError(f"{exc.problem}; the file was removed", path=out, fix=exc.fix) from exc
+    for data in args.validate:
+        print(format_validation(out, validate(out, model, data, args.convert)))
+    print(f"benchmark it: python -m benchmarks --models {out} --backends {fmt.backend} --threads 2")
     return 0

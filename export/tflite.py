@@ -1,0 +1,463 @@
+"""TFLite (LiteRT) models of ELSR, written operator by operator from our own weights and QAT parameters.
+
+Both graphs are NHWC and use only builtin operators that every LiteRT build and its XNNPACK delegate
+run: ``CONV_2D`` x4, ``LEAKY_RELU`` (the shared PReLU slope; ``PRELU`` for per-channel slopes),
+``ADD``, ``DEPTH_TO_SPACE`` (the tail conv's output channels are reordered so that TFLite's DCR
+order gives PyTorch's PixelShuffle), and ``QUANTIZE``/``DEQUANTIZE`` at the ends.
+
+The INT8 model carries our QAT result over exactly (``elsr.quantization.quant_params``): the same
+int8 per-channel weights, int32 biases and activation scales as the INT8 ONNX graph. TFLite's
+integer kernels want int8 activations, so every uint8 zero point z becomes z - 128 (the same real
+values). No converter and no re-calibration is involved, which is why we build the graph
+ourselves instead of going through litert-torch's PT2E path: that path re-derives ranges from its
+own observers, keeps the PReLU in float between a DEQUANTIZE and a QUANTIZE, and lowers
+PixelShuffle to three transposes and reshapes with the frame size baked in.
+
+The on-device contract (``io_contract``):
+
+- input ``lr``: 1xHxWx3 (NHWC) RGB, float32 in [0, 1]; or, with ``uint8_io``, uint8 0..255;
+- output ``sr``: 1x(sH)x(sW)x3 RGB, float32 (INT8: exactly k/255, k = 0..255; FP32: clip to
+  [0, 1]); or, with ``uint8_io``, uint8 0..255 (rounded and clipped in the graph);
+- height and width are dynamic (``resize_tensor_input``) unless the model was written with a fixed
+  shape, which NNAPI and GPU delegates prefer.
+
+Writing needs the flatbuffer schema and running needs the interpreter, both from the
+``ai-edge-litert`` package (``pip install 'elsr[tflite]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elsr.errors import ElsrError
+from elsr.fileio import atomic_path
+from elsr.model import ELSR
+from elsr.quantization import QuantParams
+
+from .onnx_fp32 import INPUT_NAME, OUTPUT_NAME
+
+PACKAGE = "ai_edge_litert"            # the module the tflite extra installs
+EXTRA_HINT = "pip install 'elsr[tflite]'"
+METADATA_KEY = "elsr"                  # Model.metadata entry holding our JSON metadata
+SIGNATURE = "serving_default"
+DEFAULT_HW = (180, 320)                # stored shape of a dynamic model (the challenge's frame size)
+PIXEL_SCALE = np.float32(1 / 255)      # input/output quantization: the uint8 pixel grid
+INT8_SHIFT = 128                       # uint8 zero point z is int8 zero point z - 128
+
+
+def available() -> bool:
+    return importlib.util.find_spec(PACKAGE) is not None
+
+
+def require() -> None:
+    """ElsrError with the install hint when the LiteRT package is missing."""
+    if not available():
+        raise ElsrError(f"TFLite support needs the optional package {PACKAGE.replace('_', '-')!r}",
+                        fix=EXTRA_HINT)
+
+
+def _schema():
+    require()
+    return importlib.import_module(f"{PACKAGE}.schema_py_generated")
+
+
+def interpreter_class():
+    require()
+    return importlib.import_module(f"{PACKAGE}.interpreter").Interpreter
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+class _Builder:
+    """Tensors, constant buffers and operators of one subgraph, packed into a TFLite flatbuffer."""
+
+    def __init__(self, batch: int, height: int, width: int, dynamic: bool) -> None:
+        self.s = _schema()
+        self.batch, self.height, self.width, self.dynamic = batch, height, width, dynamic
+        self.tensors: list = []
+        self.buffers: list = [self.s.BufferT()]   # buffer 0: the empty sentinel
+        self.operators: list = []
+        self.codes: dict[tuple[int, int], int] = {}
+
+    def _quant(self, scale, zero_point):
+        if scale is None:
+            return None
+        q = self.s.QuantizationParametersT()
+        q.scale = [float(v) for v in np.atleast_1d(scale)]
+        q.zeroPoint = [int(v) for v in np.atleast_1d(zero_point)]
+        q.quantizedDimension = 0
+        return q
+
+    def _add(self, name: str, shape, dtype: int, buffer: int = 0, scale=None, zero_point=None,
+             signature=None) -> int:
+        t = self.s.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, [int(d) for d in shape], dtype, buffer
+        t.shapeSignature = signature
+        t.quantization = self._quant(scale, zero_point)
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def activation(self, name: str, channels: int, dtype: int, upscale: int = 1, scale=None,
+                   zero_point=None) -> int:
+        """A 1xHxWxC feature map (H and W times ``upscale``); -1 in the signature where dynamic."""
+        shape = [self.batch, self.height * upscale, self.width * upscale, channels]
+        signature = [-1, -1, -1, channels] if self.dynamic else None
+        return self._add(name, shape, dtype, scale=scale, zero_point=zero_point, signature=signature)
+
+    def const(self, name: str, array: np.ndarray, dtype: int, scale=None, zero_point=None) -> int:
+        buffer = self.s.BufferT()
+        buffer.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
+        self.buffers.append(buffer)
+        return self._add(name, array.shape, dtype, len(self.buffers) - 1, scale, zero_point)
+
+    def op(self, code: int, version: int, inputs: list[int], outputs: list[int], options_type: int = 0,
+           options=None) -> int:
+        key = (code, version)
+        if key not in self.codes:
+            self.codes[key] = len(self.codes)
+        o = self.s.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = self.codes[key], inputs, outputs
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        self.operators.append(o)
+        return outputs[0]
+
+    def finish(self, inputs: list[int], outputs: list[int], metadata: dict[str, str]) -> bytes:
+        import flatbuffers
+
+        s = self.s
+        graph = s.SubGraphT()
+        graph.tensors, graph.inputs, graph.outputs, graph.operators = self.tensors, inputs, outputs, self.operators
+        graph.name = "main"
+        codes = []
+        for code, version in self.codes:
+            c = s.OperatorCodeT()
+            c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), version
+            codes.append(c)
+        blob = s.BufferT()
+        blob.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), np.uint8)
+        self.buffers.append(blob)
+        entry = s.MetadataT()
+        entry.name, entry.buffer = METADATA_KEY, len(self.buffers) - 1
+        signature = s.SignatureDefT()
+        signature.signatureKey, signature.subgraphIndex = SIGNATURE, 0
+        signature.inputs = [self._tensor_map(INPUT_NAME, inputs[0])]
+        signature.outputs = [self._tensor_map(OUTPUT_NAME, outputs[0])]
+        model = s.ModelT()
+        model.version, model.description = 3, "elsr"
+        model.operatorCodes, model.subgraphs, model.buffers = codes, [graph], self.buffers
+        model.metadata, model.signatureDefs = [entry], [signature]
+        builder = flatbuffers.Builder(4096)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    def _tensor_map(self, name: str, index: int):
+        m = self.s.TensorMapT()
+        m.name, m.tensorIndex = name, index
+        return m
+
+    # -- operators
+
+    def conv(self, x: int, name: str, weight: np.ndarray, bias: np.ndarray, out: int,
+             weight_scale: np.ndarray | None = None, bias_scale: np.ndarray | None = None) -> int:
+        """3x3 stride-1 SAME conv; ``weight`` is (out, in, 3, 3) as in PyTorch; int8 when scales are given."""
+        s = self.s
+        quantized = weight_scale is not None
+        options = s.Conv2DOptionsT()
+        options.padding, options.strideW, options.strideH = s.Padding.SAME, 1, 1
+        options.dilationWFactor = options.dilationHFactor = 1
+        if quantized:
+            zeros = np.zeros(len(weight_scale), np.int64)
+            w = self.const(f"{name}_w", weight.transpose(0, 2, 3, 1).astype(np.int8), s.TensorType.INT8,
+                           weight_scale, zeros)
+            b = self.const(f"{name}_b", bias.astype(np.int32), s.TensorType.INT32, bias_scale, zeros)
+        else:
+            w = self.const(f"{name}_w", weight.transpose(0, 2, 3, 1).astype(np.float32), s.TensorType.FLOAT32)
+            b = self.const(f"{name}_b", bias.astype(np.float32), s.TensorType.FLOAT32)
+        return self.op(s.BuiltinOperator.CONV_2D, 3 if quantized else 1, [x, w, b], [out],
+                       s.BuiltinOptions.Conv2DOptions, options)
+
+    def activation_fn(self, x: int, slope: np.ndarray, out: int, quantized: bool) -> int:
+        """PReLU: LEAKY_RELU for one shared slope (the same function, and XNNPACK runs it in int8), else PRELU.
+
+        Our slope is stored as it is. XNNPACK's int8 LEAKY_RELU kernel turns the slope and the scale
+        ratio into multipliers with 8 fractional bits, so its negative outputs may land one step
+        away from the QAT model's (0.002 dB PSNR here); an int8 PRELU (with an exact int8 alpha)
+        would match QAT to the step, but XNNPACK does not run quantized PRELU and the frame then
+        takes about 60% longer. A per-channel slope has no LeakyRelu equivalent: PRELU with an int8
+        alpha (symmetric, per tensor).
+        """
+        s = self.s
+        if slope.size == 1:
+            options = s.LeakyReluOptionsT()
+            options.alpha = float(slope.reshape(-1)[0])
+            return self.op(s.BuiltinOperator.LEAKY_RELU, 1, [x], [out], s.BuiltinOptions.LeakyReluOptions, options)
+        alpha = slope.reshape(1, 1, -1).astype(np.float32)
+        if quantized:
+            a_scale = np.float32(max(float(np.abs(alpha).max()), 1e-8) / 127)
+            alpha_t = self.const("body_act_alpha", np.clip(np.round(alpha / a_scale), -127, 127).astype(np.int8),
+                                 s.TensorType.INT8, a_scale, 0)
+        else:
+            alpha_t = self.const("body_act_alpha", alpha, s.TensorType.FLOAT32)
+        return self.op(s.BuiltinOperator.PRELU, 1, [x, alpha_t], [out])
+
+    def add(self, a: int, b: int, out: int, quantized: bool) -> int:
+        s = self.s
+        return self.op(s.BuiltinOperator.ADD, 2 if quantized else 1, [a, b], [out], s.BuiltinOptions.AddOptions,
+                       s.AddOptionsT())
+
+    def depth_to_space(self, x: int, block: int, out: int, quantized: bool) -> int:
+        s = self.s
+        options = s.DepthToSpaceOptionsT()
+        options.blockSize = block
+        return self.op(s.BuiltinOperator.DEPTH_TO_SPACE, 2 if quantized else 1, [x], [out],
+                       s.BuiltinOptions.DepthToSpaceOptions, options)
+
+    def quantize(self, x: int, out: int) -> int:
+        s = self.s
+        return self.op(s.BuiltinOperator.QUANTIZE, 1, [x], [out], s.BuiltinOptions.QuantizeOptions,
+                       s.QuantizeOptionsT())
+
+    def dequantize(self, x: int, out: int, from_int8: bool) -> int:
+        s = self.s
+        return self.op(s.BuiltinOperator.DEQUANTIZE, 2 if from_int8 else 1, [x], [out],
+                       s.BuiltinOptions.DequantizeOptions, s.DequantizeOptionsT())
+
+
+def dcr_order(channels: int, scale: int) -> np.ndarray:
+    """PyTorch channel index for each TFLite DEPTH_TO_SPACE (DCR) channel.
+
+    PixelShuffle reads channel c*s*s + i*s + j for colour c at sub-pixel (i, j); TFLite's
+    DEPTH_TO_SPACE reads (i*s + j)*C + c.
+    """
+    return np.array([c * scale * scale + i * scale + j
+                     for i in range(scale) for j in range(scale) for c in range(channels)])
+
+
+def _shape(fixed_shape: tuple[int, int, int, int] | None) -> tuple[int, int, int, bool]:
+    """(batch, height, width, dynamic) from an NCHW ``--fixed-shape`` or the default."""
+    if fixed_shape is None:
+        return 1, *DEFAULT_HW, True
+    batch, channels, height, width = fixed_shape
+    if channels != 3:
+        raise ElsrError(f"--fixed-shape must have 3 channels (RGB), got {channels}", fix="e.g. 1x3x180x320")
+    return batch, height, width, False
+
+
+def io_contract(precision: str, uint8_io: bool, scale: int, fixed_shape=None) -> dict:
+    """The on-device contract, as stored in the model's metadata and shown by ``elsr export``."""
+    batch, height, width, dynamic = _shape(fixed_shape)
+    dims = "N" if dynamic else str(batch), "H" if dynamic else str(height), "W" if dynamic else str(width)
+    out_dims = (dims[0], f"{scale}H" if dynamic else str(height * scale), f"{scale}W" if dynamic else str(width * scale))
+    if uint8_io:
+        value_in = value_out = "uint8 RGB 0..255 (plain pixels)"
+    else:
+        value_in = "float32 RGB in [0, 1] (pixel / 255)"
+        value_out = ("float32 RGB, exactly k/255 in [0, 1]" if precision == "int8" else
+                     "float32 RGB, nominally [0, 1]: clip, then round(x * 255)")
+    return {"layout": "NHWC", "input": f"{INPUT_NAME} [{'x'.join(dims)}x3] {value_in}",
+            "output": f"{OUTPUT_NAME} [{'x'.join(out_dims)}x3] {value_out}",
+            "shape": "dynamic (resize the input tensor)" if dynamic else "fixed"}
+
+
+def _metadata(precision: str, scale: int, uint8_io: bool, fixed_shape, extra: dict | None) -> dict[str, str]:
+    contract = io_contract(precision, uint8_io, scale, fixed_shape)
+    fields = {**(extra or {}), "precision": precision, "scale": str(scale), "layout": "NHWC",
+              "channel_order": "RGB", "io_dtype": "uint8" if uint8_io else "float32",
+              "value_range": "0..255" if uint8_io else "0..1", **{f"contract_{k}": v for k, v in contract.items()}}
+    return {k: str(v) for k, v in fields.items()}
+
+
+def _io(b: _Builder, quantized: bool, uint8_io: bool, act_dtype: int) -> tuple[int, int]:
+    """The graph input, and the tensor the first conv reads (the input quantized to int8, for INT8).
+
+    uint8 pixels go through float (DEQUANTIZE, then QUANTIZE to int8) rather than one uint8 -> int8
+    QUANTIZE: XNNPACK runs both of those ops but not the direct one, so the whole graph stays in one
+    delegate partition. Either way the values are exact (k/255 both sides).
+    """
+    s = b.s
+    if uint8_io:
+        lr = b.activation(INPUT_NAME, 3, s.TensorType.UINT8, scale=PIXEL_SCALE, zero_point=0)
+        x = b.dequantize(lr, b.activation("input_f", 3, s.TensorType.FLOAT32), from_int8=False)
+    else:
+        lr = x = b.activation(INPUT_NAME, 3, s.TensorType.FLOAT32)
+    if not quantized:
+        return lr, x
+    return lr, b.quantize(x, b.activation("input_q", 3, act_dtype, scale=PIXEL_SCALE, zero_point=-INT8_SHIFT))
+
+
+def _output(b: _Builder, x: int, scale: int, quantized: bool, uint8_io: bool) -> int:
+    """The graph output from the DEPTH_TO_SPACE result ``x`` (float32, or uint8 pixels; through float, as above)."""
+    s = b.s
+    if quantized:
+        name = "sr_f" if uint8_io else OUTPUT_NAME
+        x = b.dequantize(x, b.activation(name, 3, s.TensorType.FLOAT32, scale), from_int8=True)
+    if uint8_io:  # rounds and clips to 0..255
+        return b.quantize(x, b.activation(OUTPUT_NAME, 3, s.TensorType.UINT8, scale, PIXEL_SCALE, 0))
+    return x
+
+
+def fp32_tflite(model: ELSR, fixed_shape=None, uint8_io: bool = False, metadata: dict | None = None) -> bytes:
+    """The FP32 TFLite flatbuffer of ``model`` (NHWC)."""
+    b = _Builder(*_shape(fixed_shape))
+    s, f32 = b.s, b.s.TensorType.FLOAT32
+    scale, c = model.scale, model.config.channels
+    w = {name: getattr(model, name) for name in ("head", "body_conv1", "body_conv2", "tail")}
+    weights = {n: layer.weight.detach().float().numpy() for n, layer in w.items()}
+    biases = {n: layer.bias.detach().float().numpy() for n, layer in w.items()}
+    order = dcr_order(3, scale)
+    weights["tail"], biases["tail"] = weights["tail"][order], biases["tail"][order]
+    lr, x = _io(b, False, uint8_io, f32)
+    head = b.conv(x, "head", weights["head"], biases["head"], b.activation("head", c, f32))
+    c1 = b.conv(head, "body_conv1", weights["body_conv1"], biases["body_conv1"], b.activation("body_conv1", c, f32))
+    act = b.activation_fn(c1, model.body_act.weight.detach().float().numpy(), b.activation("body_act", c, f32),
+                          quantized=False)
+    c2 = b.conv(act, "body_conv2", weights["body_conv2"], biases["body_conv2"], b.activation("body_conv2", c, f32))
+    added = b.add(head, c2, b.activation("add", c, f32), quantized=False)
+    tail = b.conv(added, "tail", weights["tail"], biases["tail"], b.activation("tail", 3 * scale * scale, f32))
+    name = "depth_to_space" if uint8_io else OUTPUT_NAME
+    d2s = b.depth_to_space(tail, scale, b.activation(name, 3, f32, scale), quantized=False)
+    sr = _output(b, d2s, scale, False, uint8_io)
+    return b.finish([lr], [sr], _metadata("fp32", scale, uint8_io, fixed_shape, metadata))
+
+
+def int8_tflite(params: QuantParams, fixed_shape=None, uint8_io: bool = False, metadata: dict | None = None) -> bytes:
+    """The INT8 TFLite flatbuffer of a QAT result: our weights, biases and ranges, unchanged (NHWC)."""
+    b = _Builder(*_shape(fixed_shape))
+    s, i8 = b.s, b.s.TensorType.INT8
+    scale, act = params.config.scale, params.activations
+    convs = dict(params.convs)
+    order = dcr_order(3, scale)
+    tail = convs["tail"]
+    convs["tail"] = type(tail)(weight=tail.weight[order], weight_scale=tail.weight_scale[order],
+                               bias=tail.bias[order], bias_scale=tail.bias_scale[order])
+
+    def feature(name: str, channels: int, upscale: int = 1) -> int:
+        q_scale, zero_point = act[name]
+        return b.activation(name, channels, i8, upscale, np.float32(q_scale), zero_point - INT8_SHIFT)
+
+    c = params.convs["head"].weight.shape[0]
+    lr, x = _io(b, True, uint8_io, i8)
+    conv = {n: (p.weight, p.bias) for n, p in convs.items()}
+    qargs = {n: dict(weight_scale=p.weight_scale, bias_scale=p.bias_scale) for n, p in convs.items()}
+    head = b.conv(x, "head", *conv["head"], feature("head", c), **qargs["head"])
+    c1 = b.conv(head, "body_conv1", *conv["body_conv1"], feature("body_conv1", c), **qargs["body_conv1"])
+    a = b.activation_fn(c1, params.slope, feature("body_act", c), quantized=True)
+    c2 = b.conv(a, "body_conv2", *conv["body_conv2"], feature("body_conv2", c), **qargs["body_conv2"])
+    added = b.add(head, c2, feature("add", c), quantized=True)
+    t = b.conv(added, "tail", *conv["tail"], feature("tail", 3 * scale * scale), **qargs["tail"])
+    d2s = b.depth_to_space(t, scale, b.activation("depth_to_space", 3, i8, scale, PIXEL_SCALE, -INT8_SHIFT),
+                           quantized=True)
+    sr = _output(b, d2s, scale, True, uint8_io)
+    return b.finish([lr], [sr], _metadata("int8", scale, uint8_io, fixed_shape, metadata))
+
+
+def save_tflite(data: bytes, out: str | Path) -> Path:
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- running
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Our metadata entry of a .tflite file ({} when it has none); ElsrError if it is not a TFLite model."""
+    s = _schema()
+    data = Path(path).read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ElsrError("not a TFLite model (no TFL3 identifier)", path=path, fix="export it with 'elsr export'")
+    model = s.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == METADATA_KEY.encode():
+            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+            try:
+                return json.loads(bytes(raw).decode())
+            except (ValueError, UnicodeDecodeError):
+                return {}
+    return {}
+
+
+@dataclass
+class TfliteModel:
+    """A .tflite image model in the LiteRT interpreter: NCHW float in, NCHW float out, any size.
+
+    Works with any image-to-image model with one NHWC (or NCHW) RGB input and output, float or
+    quantized (int8/uint8 tensors are (de)quantized with their own scale and zero point).
+    """
+
+    path: Path
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.is_file():
+            raise ElsrError("no such model file", path=self.path, fix="check the path")
+        self.metadata = read_metadata(self.path)
+        try:
+            self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads or None)
+        except (ValueError, RuntimeError) as exc:
+            raise ElsrError(f"the LiteRT interpreter cannot load it: {str(exc).strip().splitlines()[0]}",
+                            path=self.path, fix="re-export it with 'elsr export --format tflite'") from exc
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1 or 3 not in (inputs[0]["shape"][-1], inputs[0]["shape"][1]):
+            raise ElsrError("not an image model: expected one RGB input and one output", path=self.path)
+        self.input, self.output = inputs[0], outputs[0]
+        self.nhwc = int(self.input["shape"][-1]) == 3
+        self._shape: tuple[int, ...] | None = None
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input["dtype"])
+
+    @property
+    def output_is_pixels(self) -> bool:
+        """True when the output is uint8 on the pixel grid (scale 1/255, zero point 0): plain RGB pixels."""
+        scale, zero_point = self.output["quantization"]
+        return np.dtype(self.output["dtype"]) == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 in [0, 1] -> the model's own input tensor (layout, dtype); resizes the model if needed."""
+        x = x.transpose(0, 2, 3, 1) if self.nhwc else x
+        dtype = self.input_dtype
+        if dtype.kind in "iu":
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+        x = np.ascontiguousarray(x, dtype=dtype)
+        if self._shape != x.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+            self.interpreter.allocate_tensors()
+            self._shape = x.shape
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run on a prepared input; the raw output tensor."""
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def to_float(self, y: np.ndarray) -> np.ndarray:
+        """A raw output -> NCHW float32."""
+        if y.dtype.kind in "iu":
+            scale, zero_point = self.output["quantization"]
+            y = (y.astype(np.float32) - zero_point) * np.float32(scale)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2) if self.nhwc else y, dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 in [0, 1] -> NCHW float32."""
+        return self.to_float(self.forward(self.prepare(x)))
+
+
+def torch_reference(model: ELSR, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
