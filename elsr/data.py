@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +38,29 @@ def augment(lr: np.ndarray, hr: np.ndarray, mode: int) -> tuple[np.ndarray, np.n
     return apply(lr), apply(hr)
 
 
+def to_uint8(batch: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """A list of HWC uint8 patches (or an NHWC array) -> one uint8 NHWC tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.stack(batch) if not isinstance(batch, np.ndarray) else batch))
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC tensor (on any device) -> float32 NCHW in [0, 1] (channels_last strides)."""
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def to_tensor(batch: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
     """uint8 NHWC (or a list of HWC) -> float32 NCHW in [0, 1]."""
-    array = np.ascontiguousarray(np.stack(batch) if not isinstance(batch, np.ndarray) else batch)
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
+    return to_float(to_uint8(batch))
+
+
+def shard_size(batch_size: int, rank: int, world_size: int) -> int:
+    """Items of one rank in a global batch: an equal share, so DDP's mean of gradients is the global one."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"bad shard: rank {rank} of {world_size}")
+    if batch_size % world_size:
+        raise ElsrError(f"batch size {batch_size} cannot be split evenly over {world_size} training processes",
+                        fix="use a number of processes that divides the batch size")
+    return batch_size // world_size
 
 
 def crop_pair(lr: np.ndarray, hr: np.ndarray, scale: int, patch: int, top: int, left: int, mode: int):
@@ -85,22 +106,44 @@ class FolderSource:
         """Non-overlapping LR patches in the set: the length of one 'pass'."""
         return sum((lr.shape[0] // patch) * (lr.shape[1] // patch) for lr, _ in self.usable(scale, patch))
 
-    def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int]) -> Iterator[Batch]:
+    def fingerprint(self) -> str:
+        """Digest of the names, shapes and pixels: equal on every rank given the same images."""
+        digest = hashlib.sha256()
+        for name, img in zip(self.names, self.images):
+            relative = Path(name).relative_to(self.root) if self.root.is_dir() else Path(name).name
+            digest.update(f"{relative}|{img.shape}".encode())
+            digest.update(np.ascontiguousarray(img).data)
+        return digest.hexdigest()[:16]
+
+    def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int],
+                rank: int = 0, world_size: int = 1, uint8: bool = False) -> Iterator[Batch]:
+        """``iters`` batches of random aligned crops, a pure function of ``seed``.
+
+        ``batch_size`` is the global batch: every rank draws the same global batch and keeps its
+        own contiguous share (``batch_size / world_size`` items), so the ranks' shares together are
+        exactly the single-process batch. ``uint8`` yields NHWC uint8 tensors (see :func:`to_float`).
+        """
+        share = shard_size(batch_size, rank, world_size)
+        mine = slice(rank * share, (rank + 1) * share)
+        convert = to_uint8 if uint8 else to_tensor
         pairs = self.usable(scale, patch)
         rng = np.random.default_rng(list(seed))
         # Draw images in proportion to their number of patch positions (big images, more crops).
         weights = np.array([(lr.shape[0] - patch + 1) * (lr.shape[1] - patch + 1) for lr, _ in pairs], float)
         weights /= weights.sum()
         for _ in range(iters):
-            lrs, hrs = [], []
+            draws = []  # the whole global batch is drawn on every rank: the same random stream
             for idx in rng.choice(len(pairs), size=batch_size, p=weights):
-                lr, hr = pairs[idx]
+                lr = pairs[idx][0]
                 top = int(rng.integers(lr.shape[0] - patch + 1))
                 left = int(rng.integers(lr.shape[1] - patch + 1))
-                a, b = crop_pair(lr, hr, scale, patch, top, left, int(rng.integers(8)))
+                draws.append((idx, top, left, int(rng.integers(8))))
+            lrs, hrs = [], []
+            for idx, top, left, mode in draws[mine]:
+                a, b = crop_pair(*pairs[idx], scale, patch, top, left, mode)
                 lrs.append(a)
                 hrs.append(b)
-            yield to_tensor(lrs), to_tensor(hrs)
+            yield convert(lrs), convert(hrs)
 
 
 def hdf5_lr_key(handle: h5py.File, scale: int, path: Path) -> str:
@@ -121,7 +164,11 @@ def hdf5_lr_key(handle: h5py.File, scale: int, path: Path) -> str:
 
 
 class HDF5Patches(Dataset):
-    """Random crops of stored LR/HR patches. The file is opened once per worker process."""
+    """Random crops of stored LR/HR patches as uint8 HWC tensors.
+
+    The file is opened lazily, once per process that reads (each DataLoader worker has its own
+    handle: no handle is shared across a fork), and only the cropped window is read from it.
+    """
 
     def __init__(self, path: str | Path, scale: int, patch: int) -> None:
         self.path, self.scale, self.patch = Path(path), scale, patch
@@ -137,6 +184,7 @@ class HDF5Patches(Dataset):
                     raise ElsrError(f"HDF5 lr {lr.shape} and hr {hr.shape} are not x{scale} apart",
                                     path=self.path)
                 self.length, self.stored = lr.shape[0], min(lr.shape[1:3])
+                self.lr_shape = tuple(lr.shape[1:3])
         except OSError as exc:
             raise ElsrError("not a readable HDF5 file (corrupt, truncated or another format)", path=self.path,
                             fix="rebuild it with 'elsr prepare'") from exc
@@ -155,56 +203,96 @@ class HDF5Patches(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
         if self._handle is None:
-            self._handle = h5py.File(self.path, "r")
-        lr = self._handle[self.lr_key][index]
-        hr = self._handle["hr"][index]
+            # No chunk cache: every read is one random patch, never read twice in a row.
+            self._handle = h5py.File(self.path, "r", rdcc_nbytes=0)
         rng = np.random.default_rng(seed)
-        top = int(rng.integers(lr.shape[0] - self.patch + 1))
-        left = int(rng.integers(lr.shape[1] - self.patch + 1))
-        a, b = crop_pair(lr, hr, self.scale, self.patch, top, left, int(rng.integers(8)))
-        return to_tensor([a])[0], to_tensor([b])[0]
+        p, s = self.patch, self.scale
+        top = int(rng.integers(self.lr_shape[0] - p + 1))
+        left = int(rng.integers(self.lr_shape[1] - p + 1))
+        mode = int(rng.integers(8))
+        lr = self._handle[self.lr_key][index, top:top + p, left:left + p]
+        hr = self._handle["hr"][index, top * s:(top + p) * s, left * s:(left + p) * s]
+        a, b = augment(lr, hr, mode)
+        return torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
 
 
-class SeededSampler(Sampler):
-    """Random (index, crop seed) pairs, a pure function of the epoch seed: resumable exactly."""
+class ShardedSampler(Sampler):
+    """(index, crop seed) pairs of this rank's share of every global batch, like DistributedSampler.
 
-    def __init__(self, length: int, count: int, seed: Sequence[int]) -> None:
-        self.length, self.count, self.seed = length, count, list(seed)
+    The global sequence (``iters`` batches of ``batch_size``) is a pure function of the epoch's
+    seed, the same on every rank, so a run resumes exactly and the ranks' shares add up to the
+    single-process batches; call :meth:`set_epoch` with each epoch's seed before iterating.
+    """
+
+    def __init__(self, length: int, batch_size: int, iters: int, seed: Sequence[int] = (0,),
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.share = shard_size(batch_size, rank, world_size)
+        self.length, self.batch_size, self.iters, self.rank = length, batch_size, iters, rank
+        self.set_epoch(seed)
+
+    def set_epoch(self, seed: Sequence[int]) -> None:
+        self.seed = list(seed)
 
     def __len__(self) -> int:
-        return self.count
+        return self.iters * self.share
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed)
-        indices = rng.integers(self.length, size=self.count)
-        seeds = rng.integers(2**63 - 1, size=self.count)
-        return iter(zip(indices.tolist(), seeds.tolist()))
+        count = self.iters * self.batch_size
+        indices = rng.integers(self.length, size=count).reshape(self.iters, self.batch_size)
+        seeds = rng.integers(2**63 - 1, size=count).reshape(self.iters, self.batch_size)
+        mine = slice(self.rank * self.share, (self.rank + 1) * self.share)
+        return iter(zip(indices[:, mine].ravel().tolist(), seeds[:, mine].ravel().tolist()))
 
 
 class HDF5Source:
-    """Patches from an 'elsr prepare' HDF5 file, read by DataLoader workers."""
+    """Patches from an 'elsr prepare' HDF5 file, read by DataLoader workers (``workers`` processes,
+    each with its own file handle; 0 reads in the calling process)."""
 
-    def __init__(self, path: str | Path, workers: int = 2) -> None:
-        self.path, self.workers = Path(path), workers
+    def __init__(self, path: str | Path, workers: int = 2, pin_memory: bool = False) -> None:
+        self.path, self.workers, self.pin_memory = Path(path), workers, pin_memory
 
     def num_patches(self, scale: int, patch: int) -> int:
         return len(HDF5Patches(self.path, scale, patch))
 
-    def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int]) -> Iterator[Batch]:
+    def fingerprint(self) -> str:
+        """Digest of the file's layout, attributes and first and last patches (not of its path)."""
+        try:
+            with h5py.File(self.path, "r") as handle:
+                parts = [self.path.stat().st_size,
+                         sorted((k, handle[k].shape, str(handle[k].dtype)) for k in handle),
+                         sorted((k, str(v)) for k, v in handle.attrs.items() if k != "sources")]
+                if "hr" in handle and len(handle["hr"]):
+                    parts.append(hashlib.sha256(handle["hr"][0].tobytes() + handle["hr"][-1].tobytes()).hexdigest())
+        except OSError as exc:
+            raise ElsrError("not a readable HDF5 file (corrupt, truncated or another format)", path=self.path,
+                            fix="rebuild it with 'elsr prepare'") from exc
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+    def loader(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int],
+               rank: int = 0, world_size: int = 1) -> DataLoader:
+        """The DataLoader of one epoch: uint8 NHWC batches of this rank's share."""
         dataset = HDF5Patches(self.path, scale, patch)
-        sampler = SeededSampler(len(dataset), iters * batch_size, seed)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
-                            drop_last=True, persistent_workers=False)
-        yield from loader
+        sampler = ShardedSampler(len(dataset), batch_size, iters, seed, rank, world_size)
+        return DataLoader(dataset, batch_size=sampler.share, sampler=sampler, num_workers=self.workers,
+                          drop_last=True, pin_memory=self.pin_memory,
+                          prefetch_factor=4 if self.workers else None)
+
+    def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int],
+                rank: int = 0, world_size: int = 1, uint8: bool = False) -> Iterator[Batch]:
+        """As :meth:`FolderSource.batches`: this rank's share of ``iters`` global batches."""
+        for lr, hr in self.loader(scale, patch, batch_size, iters, seed, rank, world_size):
+            yield (lr, hr) if uint8 else (to_float(lr), to_float(hr))
 
 
-def open_training_data(path: str | Path, convert: bool = False, workers: int = 2) -> FolderSource | HDF5Source:
-    """An image folder (searched recursively) or an HDF5 patch file."""
+def open_training_data(path: str | Path, convert: bool = False, workers: int = 2,
+                       pin_memory: bool = False) -> FolderSource | HDF5Source:
+    """An image folder (searched recursively) or an HDF5 patch file (``pin_memory`` for CUDA)."""
     path = Path(path)
     if not path.exists():
         raise ElsrError("no such training data", path=path, fix="pass an image folder or an .h5 file")
     if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES:
-        return HDF5Source(path, workers)
+        return HDF5Source(path, workers, pin_memory)
     return FolderSource(path, convert)
 
 

@@ -1,8 +1,15 @@
-"""Staged training: runs a schedule stage by stage, validates every epoch, resumes exactly."""
+"""Staged training: runs a schedule stage by stage, validates every epoch, resumes exactly.
+
+The same code runs as one process or as several under ``torchrun`` (DistributedDataParallel,
+plumbing in :mod:`elsr.distributed`): every rank draws the same global batches and trains on its
+own equal share, rank 0 validates, logs and writes every file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -16,8 +23,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import __version__, distributed
 from .checkpoint import read_checkpoint, save_checkpoint
-from .data import FolderSource, HDF5Source, ValidationSet, mean_metrics, open_training_data
+from .data import FolderSource, HDF5Source, ValidationSet, mean_metrics, open_training_data, to_float
 from .errors import ElsrError
 from .fileio import atomic_path, write_text
 from .inference import resolve_device, super_resolve
@@ -31,6 +39,8 @@ log = logging.getLogger(__name__)
 
 RUN_STATE = "last.pt"
 FINAL_MODEL = "model.pt"
+AMP_MODES = ("off", "bf16", "fp16")
+CHANNELS_LAST_MODES = ("auto", "on", "off")
 CSV_FIELDS = ["stage", "stage_name", "scale", "epoch", "global_epoch", "lr", "loss",
               "psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb",
               "bicubic_psnr_y", "bicubic_psnr_rgb", "bicubic_ssim_y", "bicubic_ssim_rgb",
@@ -55,6 +65,9 @@ class TrainConfig:
     convert: bool = False         # convert greyscale / RGBA / 16-bit images instead of refusing them
     length: float = 1.0           # multiply every stage's epochs by this (rounded, at least 1)
     progress: bool = True
+    amp: str = "off"              # mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a GradScaler)
+    channels_last: str = "auto"   # NHWC activations: auto = on CUDA with --amp, on, off
+    dist_timeout: float | None = None  # seconds before a silent peer ends a multi-process run (None: env/default)
 
 
 def lr_for_epoch(stage: Stage, epoch: int) -> float:
@@ -82,6 +95,25 @@ def stage_dir(out: Path, index: int, stage: Stage) -> Path:
     return out / f"stage{index + 1}_{stage.name}"
 
 
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--amp`` on ``device`` (None: full float32)."""
+    if mode not in AMP_MODES:
+        raise ElsrError(f"unknown --amp {mode!r}", fix=f"use one of {', '.join(AMP_MODES)}")
+    if mode == "off":
+        return None
+    if mode == "fp16" and device.type != "cuda":
+        raise ElsrError("--amp fp16 needs a CUDA GPU", fix="use --amp bf16 on CPUs, or --amp off")
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ElsrError("this GPU has no bfloat16 support", fix="use --amp fp16")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def schedule_digest(schedule: Schedule, *extra) -> str:
+    """Digest of a schedule (after --length/--seed/--weights) and options that change the numbers."""
+    text = json.dumps([schedule.to_dict(), *extra], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def validate(model: ELSR, val: ValidationSet, device: torch.device) -> dict[str, float]:
     """Mean PSNR/SSIM (RGB and Y, border = scale) of the model on the validation images."""
     model.eval()
@@ -94,8 +126,9 @@ def validate(model: ELSR, val: ValidationSet, device: torch.device) -> dict[str,
 class Trainer:
     """Runs the stages of a schedule; ``run()`` returns a summary of the final model."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, ctx: distributed.Context = distributed.SINGLE) -> None:
         self.cfg = cfg
+        self.ctx = ctx
         self.schedule: Schedule = load_schedule(cfg.schedule)
         if cfg.seed is not None:
             self.schedule.seed = cfg.seed
@@ -105,21 +138,37 @@ class Trainer:
             raise ElsrError(f"--length must be positive, got {cfg.length}")
         for stage in self.schedule.stages:
             stage.epochs = max(1, round(stage.epochs * cfg.length))
+        for stage in self.schedule.stages:  # the schedule's batch is the global one
+            distributed.per_rank_batch(ctx, stage.batch_size, f"stage {stage.name!r}")
         self.out = Path(cfg.out)
-        self.device = resolve_device(cfg.device)
+        self.device = distributed.device_for(ctx, resolve_device(cfg.device))
+        self.amp = amp_dtype(cfg.amp, self.device)
+        if cfg.channels_last not in CHANNELS_LAST_MODES:
+            raise ElsrError(f"unknown --channels-last {cfg.channels_last!r}",
+                            fix=f"use one of {', '.join(CHANNELS_LAST_MODES)}")
+        # NHWC feeds the tensor cores of cuDNN's mixed-precision convs; in float32 or on CPUs the
+        # default layout is as fast for these 6-channel convs, so auto only turns it on with --amp.
+        self.channels_last = cfg.channels_last == "on" or (
+            cfg.channels_last == "auto" and self.device.type == "cuda" and self.amp is not None)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self._check_inits()
+        if not ctx.enabled:  # with several ranks, run() checks them together
+            self._check_inits()
         self.history: list[dict] = []
         self.best: dict[str, float] = {}
+        self.model: ELSR | None = None
 
     # ----------------------------------------------------------------- set-up
     def _check_inits(self) -> None:
-        for name, path in (("--train", self.cfg.train), ("--val", self.cfg.val)):
+        """The paths this rank reads exist: the training data everywhere, the rest on rank 0."""
+        paths = [("--train", self.cfg.train)] + ([("--val", self.cfg.val)] if self.ctx.is_main else [])
+        for name, path in paths:
             if not Path(path).exists():
                 raise ElsrError(f"{name} path does not exist", path=path, fix="check the path")
+        if not self.ctx.is_main:  # only rank 0 reads starting weights; DDP gives them to the others
+            return
         for stage in self.schedule.stages:
             path = stage.init.removeprefix("transfer:")
             if stage.init not in ("scratch", "previous", "transfer") and not Path(path).is_file():
@@ -182,13 +231,33 @@ class Trainer:
 
     # --------------------------------------------------------------- the run
     def run(self) -> dict:
-        state = self._load_state()
-        self.out.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write
-            stale.unlink(missing_ok=True)
-        write_text(self.out / "schedule.json", json.dumps(self.schedule.to_dict(), indent=2))
-        val = ValidationSet(self.cfg.val, self.cfg.convert)
-        source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers)
+        """Train every stage; with several ranks a lost peer ends every rank with one clear line."""
+        with distributed.guard(self.ctx):
+            return self._run()
+
+    def _setup(self) -> tuple[dict | None, FolderSource | HDF5Source, ValidationSet | None]:
+        """Everything that can fail on bad input, before the first step (run on every rank)."""
+        if self.ctx.enabled:
+            self._check_inits()
+        state, val = None, None
+        if self.ctx.is_main:  # rank 0 owns the run folder, decides about resuming and validates
+            state = self._load_state()
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write
+                stale.unlink(missing_ok=True)
+            write_text(self.out / "schedule.json", json.dumps(self.schedule.to_dict(), indent=2))
+            val = ValidationSet(self.cfg.val, self.cfg.convert)
+        source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers,
+                                    pin_memory=self.device.type == "cuda")
+        if self.ctx.enabled:
+            distributed.check_agreement(self.ctx, {
+                "schedule and options": schedule_digest(self.schedule, self.cfg.amp, __version__),
+                "training data": source.fingerprint()})
+        return state, source, val
+
+    def _run(self) -> dict:
+        state, source, val = distributed.run_together(self.ctx, self._setup)
+        state = distributed.broadcast(self.ctx, state)  # rank 0's resume decision and state, on every rank
         start_stage, start_epoch = 0, 0
         if state:
             self.history, self.best = state["history"], state["best"]
@@ -197,66 +266,105 @@ class Trainer:
         for index in range(start_stage, len(self.schedule.stages)):
             resume = state if (state and index == start_stage) else None
             self._run_stage(index, source, val, start_epoch if resume else 0, resume)
-        return self._finish()
+        summary = distributed.run_together(self.ctx, lambda: self._finish() if self.ctx.is_main else None)
+        return distributed.broadcast(self.ctx, summary)
 
-    def _run_stage(self, index: int, source: FolderSource | HDF5Source, val: ValidationSet,
+    def _stage_model(self, index: int, stage: Stage, first_epoch: int, resume: dict | None) -> ELSR:
+        """The stage's starting model on rank 0; other ranks get it from DDP's broadcast."""
+        if not self.ctx.is_main:
+            torch.manual_seed(self.schedule.seed * 1000 + index)
+            return self._build_model(stage)
+        if resume is None or first_epoch == 0:
+            return self._new_model(index, stage)
+        model = self._build_model(stage)
+        load_weights(model, resume["model"], str(self.out / RUN_STATE))
+        return model
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def _run_stage(self, index: int, source: FolderSource | HDF5Source, val: ValidationSet | None,
                    first_epoch: int, resume: dict | None) -> None:
         stage = self.schedule.stages[index]
         n_stages = len(self.schedule.stages)
-        model = self._new_model(index, stage) if resume is None or first_epoch == 0 else None
-        if model is None:
-            model = self._build_model(stage)
-            load_weights(model, resume["model"], str(self.out / RUN_STATE))
+        ctx, main = self.ctx, self.ctx.is_main
+        model = distributed.run_together(ctx, lambda: self._stage_model(index, stage, first_epoch, resume))
         model.to(self.device).train()
+        self.model = model  # the stage's (training-time) model, for callers of the Trainer
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        net = distributed.wrap(ctx, model, self.device)  # DDP: rank 0's weights on every rank, averaged gradients
         optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr, weight_decay=stage.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         if resume is not None and first_epoch > 0:
             optimizer.load_state_dict(resume["optimizer"])
+            if scaler is not None and resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
         loss_fn = loss_function(stage.loss)
         iters = stage.iters_per_epoch or max(1, source.num_patches(stage.scale, stage.patch_size) // stage.batch_size)
-        bicubic = val.bicubic_scores(stage.scale)
+        share = distributed.per_rank_batch(ctx, stage.batch_size, f"stage {stage.name!r}")
+        bicubic = val.bicubic_scores(stage.scale) if main else {}
         folder = stage_dir(self.out, index, stage)
-        log.info("stage %d/%d %s: x%d, %s, %dpx LR patches, batch %d, lr %.2g, %d epochs x %d iterations, "
-                 "%d parameters; bicubic on validation: %.2f dB (Y)", index + 1, n_stages, stage.name,
-                 stage.scale, stage.loss.upper(), stage.patch_size, stage.batch_size, stage.lr, stage.epochs,
-                 iters, count_parameters(model.fold()), bicubic["psnr_y"])
+        if main:
+            per_rank = f" ({share} on each of {ctx.world_size} processes)" if ctx.enabled else ""
+            log.info("stage %d/%d %s: x%d, %s, %dpx LR patches, batch %d%s, lr %.2g, %d epochs x %d iterations, "
+                     "%d parameters; bicubic on validation: %.2f dB (Y)", index + 1, n_stages, stage.name,
+                     stage.scale, stage.loss.upper(), stage.patch_size, stage.batch_size, per_rank, stage.lr,
+                     stage.epochs, iters, count_parameters(model.fold()), bicubic["psnr_y"])
         for epoch in range(first_epoch, stage.epochs):
             lr = lr_for_epoch(stage, epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             started = time.perf_counter()
-            losses = []
+            losses = []  # the global batch's loss at each step (the mean over the ranks)
             batches = source.batches(stage.scale, stage.patch_size, stage.batch_size, iters,
-                                     (self.schedule.seed, index, epoch))
+                                     (self.schedule.seed, index, epoch), rank=ctx.rank,
+                                     world_size=ctx.world_size, uint8=True)
             bar = tqdm(batches, total=iters, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", unit="it",
-                       leave=False, disable=None if self.cfg.progress else True, dynamic_ncols=True)
+                       leave=False, disable=None if self.cfg.progress and main else True, dynamic_ncols=True)
             for step, (lr_batch, hr_batch) in enumerate(bar):
-                pred = model(lr_batch.to(self.device, non_blocking=True))
-                loss = loss_fn(pred, hr_batch.to(self.device, non_blocking=True))
-                if not torch.isfinite(loss):
+                # uint8 crosses from the loader to the device (4x less than float), converted there
+                lr_batch = to_float(lr_batch.to(self.device, non_blocking=True))
+                hr_batch = to_float(hr_batch.to(self.device, non_blocking=True))
+                with self._autocast():
+                    pred = net(lr_batch)
+                loss = loss_fn(pred.float(), hr_batch)
+                step_loss = distributed.mean(ctx, loss)  # every rank sees a NaN and stops together
+                if not torch.isfinite(step_loss):
                     raise ElsrError(
-                        f"loss became {loss.item()} in stage {stage.name!r}, epoch {epoch + 1}, iteration {step + 1}",
-                        path=self.out, fix=f"lower the stage's lr; the last good checkpoints are kept in {folder}")
+                        f"loss became {step_loss.item()} in stage {stage.name!r}, epoch {epoch + 1}, "
+                        f"iteration {step + 1}", path=self.out,
+                        fix=f"lower the stage's lr; the last good checkpoints are kept in {folder}")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                losses.append(step_loss.item())
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             seconds = time.perf_counter() - started
+            if not main:
+                continue
             metrics = validate(model, val, self.device)
             row = {"stage": index + 1, "stage_name": stage.name, "scale": stage.scale, "epoch": epoch + 1,
                    "global_epoch": len(self.history) + 1, "lr": lr, "loss": float(np.mean(losses)),
                    **metrics, **{f"bicubic_{k}": v for k, v in bicubic.items()},
                    "seconds": round(seconds, 2), "samples_per_s": round(iters * stage.batch_size / seconds, 1)}
             self.history.append(row)
-            self._save_epoch(index, stage, epoch, model, optimizer, metrics, folder)
+            self._save_epoch(index, stage, epoch, model, optimizer, metrics, folder, scaler)
             log.info("stage %d/%d %s epoch %d/%d: lr %.2e loss %.5f | val %.2f dB Y (bicubic %+.2f) %.2f dB RGB, "
                      "SSIM-Y %.4f | %.1fs, %.0f samples/s", index + 1, n_stages, stage.name, epoch + 1,
                      stage.epochs, lr, row["loss"], metrics["psnr_y"], metrics["psnr_y"] - bicubic["psnr_y"],
                      metrics["psnr_rgb"], metrics["ssim_y"], seconds, row["samples_per_s"])
 
     def _save_epoch(self, index: int, stage: Stage, epoch: int, model: ELSR, optimizer, metrics: dict,
-                    folder: Path) -> None:
+                    folder: Path, scaler=None) -> None:
         """Best and last of the stage, then the run state, metrics.csv and plots (each atomic)."""
         meta = {"schedule": self.schedule.name, "stage": stage.name, "epoch": epoch + 1, "val": metrics,
                 "val_data": str(self.cfg.val), **provenance()}
@@ -268,6 +376,8 @@ class Trainer:
         train_state = {"stage": index + 1 if done else index, "epoch": 0 if done else epoch + 1,
                        "optimizer": optimizer.state_dict(), "history": self.history, "best": self.best,
                        "schedule": self.schedule.to_dict()}
+        if scaler is not None:
+            train_state["scaler"] = scaler.state_dict()
         self._save(self.out / RUN_STATE, model, meta, train_state=train_state)
         self._write_csv()
         plot_history(self.history, self.out)
@@ -301,8 +411,15 @@ class Trainer:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run a whole schedule; see :class:`TrainConfig`."""
-    return Trainer(cfg).run()
+    """Run a whole schedule; see :class:`TrainConfig`.
+
+    Under torchrun (``RANK``/``WORLD_SIZE`` set) every process calls this; they join one process
+    group, train with DistributedDataParallel, and every rank returns rank 0's summary.
+    """
+    ctx = distributed.detect(timeout_s=cfg.dist_timeout)
+    with distributed.session(ctx, distributed.device_for(ctx, resolve_device(cfg.device))):
+        trainer = distributed.run_together(ctx, lambda: Trainer(cfg, ctx))
+        return trainer.run()
 
 
 def add_arguments(parser) -> None:
@@ -324,14 +441,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--convert", action="store_true",
                         help="convert greyscale / RGBA / 16-bit images to 8-bit RGB instead of refusing them")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--amp", choices=AMP_MODES, default="off",
+                        help="mixed precision: bf16 (CUDA, or CPUs with bf16 support) or fp16 (CUDA, with "
+                             "loss scaling); default off (float32)")
+    parser.add_argument("--channels-last", choices=CHANNELS_LAST_MODES, default="auto",
+                        help="NHWC memory format for the model (auto: on CUDA with --amp)")
+    parser.add_argument("--dist-timeout", type=float, default=None, metavar="S",
+                        help="with several processes (torchrun): seconds a rank waits for a silent peer before "
+                             f"the job fails (default {distributed.DEFAULT_TIMEOUT_S:.0f}, or ${distributed.TIMEOUT_ENV})")
 
 
 def run(args) -> int:
     cfg = TrainConfig(schedule=args.schedule, train=args.train, val=args.val, out=args.out, device=args.device,
                       resume=args.resume, overwrite=args.overwrite, weights=args.weights, seed=args.seed,
                       workers=args.workers, threads=args.threads, convert=args.convert, length=args.length,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, amp=args.amp, channels_last=args.channels_last,
+                      dist_timeout=args.dist_timeout)
     summary = train(cfg)
-    print(f"done: {summary['model']} ({summary['val']['psnr_y']:.2f} dB Y on {cfg.val}, "
-          f"{summary['gain_y_db']:+.2f} dB over bicubic)")
+    if distributed.detect(timeout_s=1).is_main:
+        print(f"done: {summary['model']} ({summary['val']['psnr_y']:.2f} dB Y on {cfg.val}, "
+              f"{summary['gain_y_db']:+.2f} dB over bicubic)")
     return 0

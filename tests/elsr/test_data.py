@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from elsr.data import (FolderSource, HDF5Patches, HDF5Source, ValidationSet, augment, crop_pair,
-                       open_training_data)
+from elsr.data import (FolderSource, HDF5Patches, HDF5Source, ShardedSampler, ValidationSet, augment, crop_pair,
+                       open_training_data, to_float)
 from elsr.degrade import downscale
 from elsr.errors import ElsrError
 from elsr.prepare import PrepareConfig, prepare
@@ -88,7 +88,22 @@ def test_hdf5_crops_are_aligned(h5_file):
     dataset = HDF5Patches(h5_file, 4, 12)
     for seed in range(5):
         lr, hr = dataset[(seed % len(dataset), seed)]
-        assert_batch_pairs_align(lr[None], hr[None], 4)
+        assert lr.dtype == torch.uint8 and lr.shape == (12, 12, 3) and hr.shape == (48, 48, 3)
+        assert_batch_pairs_align(to_float(lr[None]), to_float(hr[None]), 4)
+
+
+def test_hdf5_reads_only_the_crop_it_needs(h5_file, rng):
+    """The window read from the file equals cropping the whole stored patch (then augmenting)."""
+    dataset = HDF5Patches(h5_file, 2, 10)
+    with h5py.File(h5_file, "r") as f:
+        for index, seed in [(0, 1), (3, 2), (7, 99)]:
+            lr, hr = dataset[(index, seed)]
+            draws = np.random.default_rng(seed)
+            top, left, mode = (int(draws.integers(24 - 10 + 1)), int(draws.integers(24 - 10 + 1)),
+                               int(draws.integers(8)))
+            a, b = crop_pair(f["lr_x2"][index], f["hr"][index], 2, 10, top, left, mode)
+            np.testing.assert_array_equal(lr.numpy(), a)
+            np.testing.assert_array_equal(hr.numpy(), b)
 
 
 def test_hdf5_with_workers_opens_file_per_worker(h5_file):
@@ -130,3 +145,54 @@ def test_validation_set_mod_crops_and_scores_bicubic(tmp_path, rng):
     assert item.hr.shape == (48, 60, 3) and item.lr.shape == (12, 15, 3)
     scores = val.bicubic_scores(4)
     assert set(scores) == {"psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb"} and 15 < scores["psnr_y"] < 60
+
+
+@pytest.mark.parametrize("kind", ["folder", "hdf5"])
+def test_rank_shares_add_up_to_the_single_process_batches(tmp_path, rng, h5_file, kind):
+    """Every rank draws the same global batch and keeps its own contiguous share (DDP's premise)."""
+    if kind == "folder":
+        source = FolderSource(image_folder(tmp_path / "imgs", rng, count=3, size=(70, 90)))
+    else:
+        source = HDF5Source(h5_file, workers=0)
+    args = (4, 8, 6, 3, (1, 2, 3))
+    whole = list(source.batches(*args))
+    for world in (2, 3):
+        shares = [list(source.batches(*args, rank=r, world_size=world)) for r in range(world)]
+        for step, (lr, hr) in enumerate(whole):
+            assert all(s[step][0].shape[0] == 6 // world for s in shares)
+            torch.testing.assert_close(torch.cat([s[step][0] for s in shares]), lr, rtol=0, atol=0)
+            torch.testing.assert_close(torch.cat([s[step][1] for s in shares]), hr, rtol=0, atol=0)
+    raw_lr, raw_hr = next(iter(source.batches(*args, uint8=True)))
+    assert raw_lr.dtype == torch.uint8 and raw_lr.shape == (6, 8, 8, 3) and raw_hr.shape == (6, 32, 32, 3)
+    torch.testing.assert_close(to_float(raw_lr), whole[0][0], rtol=0, atol=0)
+    with pytest.raises(ElsrError, match="cannot be split evenly over 4"):
+        next(iter(source.batches(*args, rank=0, world_size=4)))
+
+
+def test_sharded_sampler_set_epoch_and_length():
+    sampler = ShardedSampler(length=50, batch_size=4, iters=3, seed=(0, 0, 0), rank=1, world_size=2)
+    assert len(sampler) == 6 and len(list(sampler)) == 6
+    first = list(sampler)
+    assert list(sampler) == first  # a pure function of the epoch's seed
+    sampler.set_epoch((0, 0, 1))
+    assert list(sampler) != first
+    full = list(ShardedSampler(50, 4, 3, (0, 0, 0)))
+    assert first == [full[i] for i in (2, 3, 6, 7, 10, 11)]
+
+
+def test_fingerprints_follow_the_data(tmp_path, rng, h5_file):
+    folder = image_folder(tmp_path / "a", rng, count=2, size=(40, 40))
+    assert FolderSource(folder).fingerprint() == FolderSource(folder).fingerprint()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in folder.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    assert FolderSource(copy).fingerprint() == FolderSource(folder).fingerprint()  # the path is not part of it
+    write_png(copy / "img1.png", smooth_image(rng, 40, 40))
+    assert FolderSource(copy).fingerprint() != FolderSource(folder).fingerprint()
+    moved = tmp_path / "moved.h5"
+    moved.write_bytes(h5_file.read_bytes())
+    assert HDF5Source(moved).fingerprint() == HDF5Source(h5_file).fingerprint()
+    with h5py.File(moved, "r+") as f:
+        f["hr"][-1] = 0
+    assert HDF5Source(moved).fingerprint() != HDF5Source(h5_file).fingerprint()
