@@ -136,6 +136,84 @@ def check_artifact(request: ExportRequest, path: Path) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------------------- INT8 sources
+
+
+def _hidden_channels(scale: int, parameters: int | None, head_weight: np.ndarray, slope_size: int) -> int:
+    """ELSR's hidden channel count: from the 'parameters' metadata, else the filters that are not zero padding."""
+    from elsr.model import ModelConfig, count_parameters
+
+    prelu = "shared" if slope_size == 1 else "channel"
+    if parameters:
+        for channels in range(1, head_weight.shape[0] + 1):
+            if count_parameters(ELSR(ModelConfig(scale=scale, channels=channels, prelu=prelu))) == parameters:
+                return channels
+    used = np.flatnonzero(np.abs(head_weight).reshape(head_weight.shape[0], -1).sum(axis=1))
+    return int(used.max()) + 1 if used.size else head_weight.shape[0]
+
+
+def qat_model_from_onnx(path: str | Path) -> QuantELSR:
+    """The QAT model an elsr INT8 ONNX file was built from (``elsr quantize`` / ``elsr export --int8``).
+
+    The file holds everything the integer graph needs: int8 weights with their scales, int32 biases,
+    activation scales and zero points, the PReLU slope. The returned fake-quant model reproduces
+    them (weights = int8 x scale, observer ranges set to give the same scale and zero point), so the
+    bundled ``elsr_x4_int8.onnx`` can be turned into other INT8 formats without its ``.qat.pt``.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from elsr.model import ModelConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise ElsrError("no such file", path=path, fix="pass the .qat.pt or INT8 .onnx written by 'elsr quantize'")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError
+        raise ElsrError(f"cannot read this ONNX file: {exc}", path=path) from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    needed = [f"{n}_{k}" for n in ("head", "body_conv1", "body_conv2", "tail") for k in ("w", "w_scale", "b", "b_scale")]
+    if props.get("format") != "elsr-onnx" or not props.get("precision", "").startswith("int8") or \
+            any(k not in inits for k in needed):
+        raise ElsrError("not an INT8 ONNX model written by elsr", path=path,
+                        fix="pass the .qat.pt or the INT8 .onnx written by 'elsr quantize --method qat'")
+    leaky = [n for n in proto.graph.node if n.op_type == "LeakyRelu"]
+    slope = (np.array([next(a.f for a in leaky[0].attribute if a.name == "alpha")], np.float32) if leaky
+             else inits["body_act_slope"].reshape(-1).astype(np.float32))
+    scale = int(props.get("scale") or 0) or int(round((inits["tail_w"].shape[0] / 3) ** 0.5))
+    parameters = int(props["parameters"]) if props.get("parameters", "").isdigit() else None
+    c = _hidden_channels(scale, parameters, inits["head_w"], slope.size)
+    config = ModelConfig(scale=scale, channels=c, prelu="shared" if slope.size == 1 else "channel")
+    model = ELSR(config)
+    outputs = {"head": c, "body_conv1": c, "body_conv2": c, "tail": 3 * scale * scale}
+    inputs = {"head": 3, "body_conv1": c, "body_conv2": c, "tail": c}
+    with torch.no_grad():
+        for name in outputs:
+            o, i = outputs[name], inputs[name]
+            weight = inits[f"{name}_w"][:o, :i].astype(np.float32) * inits[f"{name}_w_scale"][:o, None, None, None]
+            bias = inits[f"{name}_b"][:o].astype(np.float64) * inits[f"{name}_b_scale"][:o]
+            getattr(model, name).weight.copy_(torch.from_numpy(weight))
+            getattr(model, name).bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+        model.body_act.weight.copy_(torch.from_numpy(slope[: model.body_act.weight.numel()]))
+    qmodel = QuantELSR(model)
+    for name, quant in qmodel.quant.items():
+        q_scale, zero_point = float(inits[f"{name}_scale"]), int(inits[f"{name}_zero_point"])
+        quant.min_val.fill_(-zero_point * q_scale)
+        quant.max_val.fill_((255 - zero_point) * q_scale)
+        quant.initialised.fill_(True)
+    qmodel.freeze_observers()
+    return qmodel.eval()
+
+
+def load_qat_source(path: str | Path) -> QuantELSR:
+    """A QAT model from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built from one."""
+    from elsr.quantization import load_qat_checkpoint
+
+    return qat_model_from_onnx(path) if Path(path).suffix.lower() == ".onnx" else load_qat_checkpoint(path)
+
+
 # --------------------------------------------------------------------------------------- exporters
 
 
@@ -296,7 +374,9 @@ def validate(path: Path, model: ELSR, data: Path, convert: bool = False, threads
 def format_validation(path: Path, result: dict) -> str:
     versus = ("identical to FP32" if not np.isfinite(result["psnr_y_vs_fp32"]) else
               f"{result['psnr_y_vs_fp32']:.2f} dB vs the FP32 output")
-    return (f"validate {Path(result['data']).parent.name or result['data']} ({result['images']} images, "
+    data = Path(result["data"])
+    label = data.parent.name if data.name == "HR" and data.parent.name else data.name or str(data)  # Set5/HR -> Set5
+    return (f"validate {label} ({result['images']} images, "
             f"{path.name}): PSNR-Y {result['psnr_y']:.3f} dB, FP32 PyTorch {result['fp32_psnr_y']:.3f} dB, "
             f"{result['delta_db']:+.3f} dB; {versus}")
 

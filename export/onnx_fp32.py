@@ -168,12 +168,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="INT8 from quantization-aware training: --qat-checkpoint, or --train and --val to run QAT")
     parser.add_argument("--qat-checkpoint", type=Path, metavar="QAT_PT",
-                        help="with --int8: reuse this .qat.pt (written by 'elsr quantize' or an earlier --int8 export)")
+                        help="with --int8: reuse this QAT result: a .qat.pt (from 'elsr quantize' or an earlier --int8 "
+                             "export) or the INT8 .onnx built from one (e.g. elsr/pretrained/elsr_x4_int8.onnx)")
     parser.add_argument("--train", type=Path, help="with --int8 and no --qat-checkpoint: QAT training images or .h5")
     parser.add_argument("--val", type=Path, help="with --int8 and no --qat-checkpoint: QAT validation HR images")
     parser.add_argument("--qat-epochs", type=int, help="QAT epochs (default: elsr quantize's)")
     parser.add_argument("--qat-iters", type=int, help="QAT iterations per epoch (default: elsr quantize's)")
-    parser.add_argument("--fixed-shape", type=parse_shape, metavar="NxCxHxW",
+    parser.add_argument("--fixed-shape", metavar="NxCxHxW",
                         help="fix the input shape (e.g. 1x3x180x320; NNAPI, CoreML and TFLite delegates want it); "
                              "default: dynamic batch, height and width")
     parser.add_argument("--uint8-io", action="store_true",
@@ -197,10 +198,12 @@ def _qat_model(args, model: ELSR, out: Path):
 
     from elsr.data import ValidationSet, open_training_data
     from elsr.inference import resolve_device
-    from elsr.quantization import QATConfig, load_qat_checkpoint, save_qat_checkpoint, train_qat
+    from elsr.quantization import QATConfig, save_qat_checkpoint, train_qat
+
+    from .formats import load_qat_source
 
     if args.qat_checkpoint is not None:
-        qmodel = load_qat_checkpoint(args.qat_checkpoint)
+        qmodel = load_qat_source(args.qat_checkpoint)
         if qmodel.config != model.config:
             raise ElsrError(f"QAT checkpoint is a {qmodel.config} model but --weights is a {model.config} model",
                             path=args.qat_checkpoint, fix="pass the .qat.pt made from these weights")
@@ -231,6 +234,7 @@ def run(args) -> int:
 
     fmt = FORMATS[args.format]
     fmt.ensure_available()
+    fixed_shape = parse_shape(args.fixed_shape) if args.fixed_shape else None
     if args.uint8_io and not fmt.uint8_io:
         raise ElsrError(f"--uint8-io is for --format tflite, not {fmt.name}",
                         fix="ONNX and ORT models take float32 input")
@@ -251,7 +255,7 @@ def run(args) -> int:
     for data in args.validate:
         list_images(data)  # a missing folder fails now, not after QAT
     qmodel = _qat_model(args, model, out) if args.int8 else None
-    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, args.fixed_shape, args.uint8_io, args.opset,
+    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, fixed_shape, args.uint8_io, args.opset,
                             images)
     exported = fmt.export(request, out)
     size = out.stat().st_size / 1024

@@ -1,0 +1,158 @@
+"""``elsr export --format onnx|ort|tflite [--int8]``: one table of formats, one-line errors, the optional
+TFLite extra, INT8 from a QAT checkpoint, from an INT8 ONNX or from QAT run on the spot."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.backends import no_tflite
+from elsr.checkpoint import save_checkpoint
+from elsr.cli import main
+from elsr.model import ELSR, ModelConfig
+from elsr.quantization import QuantELSR, quant_params, save_qat_checkpoint
+from export.formats import FORMATS, qat_model_from_onnx
+from export.onnx_int8 import build_int8_model, save_model
+from export.onnx_fp32 import export_onnx, onnx_metadata
+from tests.helpers import image_folder
+
+HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
+needs_litert = pytest.mark.skipif(not HAS_LITERT, reason="the tflite extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A checkpoint, its QAT checkpoint and INT8 ONNX, and small image folders."""
+    root = tmp_path_factory.mktemp("formats")
+    torch.manual_seed(0)
+    model = ELSR(ModelConfig(scale=4)).eval()
+    save_checkpoint(root / "model.pt", model)
+    qmodel = QuantELSR(model).train()
+    with torch.no_grad():
+        for _ in range(3):
+            qmodel(torch.rand(2, 3, 16, 16))
+    qmodel.freeze_observers()
+    save_qat_checkpoint(root / "model.qat.pt", qmodel.eval(), [])
+    metadata = {**onnx_metadata(model, "int8"), "quantization": "qat; qdq"}
+    save_model(build_int8_model(quant_params(qmodel), metadata), root / "model_int8.onnx")
+    export_onnx(model, root / "model.onnx")
+    rng = np.random.default_rng(0)
+    return {"root": root, "weights": root / "model.pt", "qat": root / "model.qat.pt", "int8": root / "model_int8.onnx",
+            "images": image_folder(root / "images", rng, 2, (24, 32)), "hr": image_folder(root / "hr", rng, 2, (48, 64)),
+            "train": image_folder(root / "train", rng, 3, (136, 136))}
+
+
+def one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("elsr: error: "), err
+    return err[0]
+
+
+def hide_litert(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name.split(".")[0] == "ai_edge_litert" else real(name, *a, **k))
+
+
+def test_one_table_drives_export_and_benchmarks():
+    from benchmarks.backends import BACKENDS
+
+    assert list(FORMATS) == ["onnx", "ort", "tflite"]
+    backends = {b.name: b for b in BACKENDS}
+    for fmt in FORMATS.values():
+        assert fmt.suffix in backends[fmt.backend].suffixes and backends[fmt.backend].kind == fmt.runtime
+    assert FORMATS["tflite"].extra == "tflite" and FORMATS["tflite"].uint8_io
+
+
+def test_tflite_without_the_extra_gives_a_one_line_hint(files, tmp_path, capsys, monkeypatch):
+    hide_litert(monkeypatch)
+    out = tmp_path / "m.tflite"
+    err = one_line_error(capsys, ["export", "--weights", str(files["weights"]), "--format", "tflite",
+                                  "--out", str(out)])
+    assert "pip install 'elsr[tflite]'" in err and "ai-edge-litert" in err, err
+    assert not out.exists()
+    (tmp_path / "x.tflite").write_bytes(b"TFL3")
+    err = one_line_error(capsys, ["eval", "--model", str(tmp_path / "x.tflite"), "--data", str(files["hr"])])
+    assert "pip install 'elsr[tflite]'" in err
+    assert no_tflite() == "no TFLite interpreter (pip install 'elsr[tflite]')"
+
+
+def test_core_formats_work_without_the_extra(files, tmp_path, capsys, monkeypatch):
+    hide_litert(monkeypatch)
+    assert main(["export", "--weights", str(files["weights"]), "--format", "ort", "--out", str(tmp_path / "m.ort")]) == 0
+    assert (tmp_path / "m.ort").is_file() and (tmp_path / "m.required_operators.config").is_file()
+
+
+def test_option_mistakes_are_one_line_errors(files, tmp_path, capsys):
+    w = str(files["weights"])
+    assert "--uint8-io is for --format tflite" in one_line_error(
+        capsys, ["export", "--weights", w, "--format", "onnx", "--uint8-io", "--out", str(tmp_path / "a.onnx")])
+    assert "--qat-checkpoint QAT.pt, or --train DIR and --val DIR" in one_line_error(
+        capsys, ["export", "--weights", w, "--format", "ort", "--int8", "--out", str(tmp_path / "a.ort")])
+    assert "add --int8" in one_line_error(
+        capsys, ["export", "--weights", w, "--qat-checkpoint", str(files["qat"]), "--out", str(tmp_path / "a.onnx")])
+    assert "writes .ort files" in one_line_error(
+        capsys, ["export", "--weights", w, "--format", "ort", "--out", str(tmp_path / "a.onnx")])
+    assert "not an NCHW shape" in one_line_error(
+        capsys, ["export", "--weights", w, "--fixed-shape", "180x320", "--out", str(tmp_path / "b.onnx")])
+    assert "not an INT8 ONNX model written by elsr" in one_line_error(
+        capsys, ["export", "--weights", w, "--int8", "--qat-checkpoint", str(files["root"] / "model.onnx"),
+                 "--out", str(tmp_path / "c.onnx")])
+    assert "missing.onnx: no such file" in one_line_error(
+        capsys, ["export", "--weights", w, "--int8", "--qat-checkpoint", str(files["root"] / "missing.onnx"),
+                 "--out", str(tmp_path / "c.onnx")])
+    assert not any(tmp_path.iterdir())
+
+
+def test_ort_int8_from_the_int8_onnx_and_overwrite(files, tmp_path, capsys):
+    out = tmp_path / "q.ort"
+    argv = ["export", "--weights", str(files["weights"]), "--format", "ort", "--int8", "--qat-checkpoint",
+            str(files["int8"]), "--out", str(out), "--check-images", str(files["images"]), "--validate",
+            str(files["hr"])]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "identical to its ONNX model" in printed and "required operators (q.required_operators.config)" in printed
+    assert "mobile usability: Model should perform well with NNAPI" in printed
+    assert "int8 vs QAT fake-quant images" not in printed and printed.count("int8 vs QAT fake-quant") == 5
+    assert "validate hr (2 images, q.ort): PSNR-Y" in printed
+    assert "python -m benchmarks --models" in printed and "--backends ort-cpu" in printed
+    out.unlink()  # the config alone still blocks a second export without --overwrite
+    assert "--overwrite" in one_line_error(capsys, argv)
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_qat_model_from_int8_onnx_equals_the_checkpoint(files):
+    from elsr.quantization import load_qat_checkpoint
+
+    a, b = quant_params(load_qat_checkpoint(files["qat"])), quant_params(qat_model_from_onnx(files["int8"]))
+    assert a.config == b.config and np.array_equal(a.slope, b.slope)
+    for name in a.convs:
+        for key in ("weight", "weight_scale", "bias", "bias_scale"):
+            np.testing.assert_array_equal(getattr(a.convs[name], key), getattr(b.convs[name], key))
+    assert {k: (np.float32(s), z) for k, (s, z) in a.activations.items()} == \
+        {k: (np.float32(s), z) for k, (s, z) in b.activations.items()}
+
+
+@needs_litert
+def test_tflite_int8_uint8_io_end_to_end(files, tmp_path, capsys):
+    out = tmp_path / "m.tflite"
+    assert main(["export", "--weights", str(files["weights"]), "--format", "tflite", "--int8", "--qat-checkpoint",
+                 str(files["qat"]), "--uint8-io", "--out", str(out), "--validate", str(files["hr"])]) == 0
+    printed = capsys.readouterr().out
+    assert "TFLite contract: input lr [NxHxWx3] uint8 RGB 0..255" in printed
+    assert "TFLite contract: output sr [Nx4Hx4Wx3] uint8 RGB 0..255" in printed
+    assert "validate hr (2 images, m.tflite)" in printed
+    assert main(["eval", "--model", str(out), "--data", str(files["hr"])]) == 0
+    assert "x4, border 4" in capsys.readouterr().out
+
+
+@needs_litert
+def test_qat_on_the_spot_is_saved_for_reuse(files, tmp_path, capsys):
+    out = tmp_path / "spot.tflite"
+    assert main(["export", "--weights", str(files["weights"]), "--format", "tflite", "--int8", "--train",
+                 str(files["train"]), "--val", str(files["hr"]), "--qat-epochs", "2", "--qat-iters", "2",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    assert out.is_file() and (tmp_path / "spot.qat.pt").is_file()
+    assert "reuse it with --qat-checkpoint" in capsys.readouterr().out
