@@ -6,6 +6,10 @@ frames, ``--reds-lr``) and video files. Every HR image is mod-cropped, its LR im
 once per whole image, and aligned patches are cut with a sliding window. The file is written in
 batches to a temporary path that is renamed into place only when complete.
 
+Memory is bounded whatever the number of inputs: frames are read one at a time, and patches are
+copied into one preallocated buffer of at most ``BUFFER_BYTES`` that is appended to the file when
+full.
+
 File layout (the training reader depends on it): ``hr`` (N, P, P, 3) uint8 NHWC RGB,
 ``lr_x{s}`` (N, P/s, P/s, 3) per scale, ``lr`` a hard link to the first scale's LR dataset,
 plus the file attributes written by :func:`_write_attributes`.
@@ -18,6 +22,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -37,7 +42,9 @@ log = logging.getLogger(__name__)
 ALLOWED_SCALES = (2, 3, 4)
 COMPRESSIONS = ("none", "gzip")
 REDS_SCALE = 4
-BATCH_PATCHES = 256  # patches buffered in memory before each append to the file
+BATCH_PATCHES = 256  # at most this many patches buffered in memory before each append to the file
+BUFFER_BYTES = 64 * 2**20  # ... and at most this many bytes of them (HR plus every LR scale)
+PROGRESS_LOG_S = 60.0  # without a terminal (batch jobs), a progress line with the ETA this often
 FORMAT_NAME = "elsr-patches"
 FORMAT_VERSION = 1
 
@@ -233,10 +240,15 @@ def _lr_images(hr: np.ndarray, official_lr: np.ndarray | None, scales: tuple[int
 
 
 class _PatchWriter:
-    """Appends patches to resizable ``hr`` / ``lr_x{s}`` datasets in bounded batches."""
+    """Appends patches to resizable ``hr`` / ``lr_x{s}`` datasets through one bounded buffer.
+
+    Patches are copied into preallocated arrays (no view keeps a whole frame alive), so the memory
+    held is the buffer, whatever the number of frames.
+    """
 
     def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str):
         self.count = 0
+        self.queued = 0
         self.scales = scales
         gzip = "gzip" if compression == "gzip" else None
         sizes = {"hr": patch, **{f"lr_x{s}": patch // s for s in scales}}
@@ -245,35 +257,42 @@ class _PatchWriter:
                                     chunks=(1, p, p, 3), compression=gzip)
             for name, p in sizes.items()
         }
-        self.buffers: dict[str, list[np.ndarray]] = {name: [] for name in self.datasets}
+        self.patch_bytes = sum(3 * p * p for p in sizes.values())
+        self.capacity = max(1, min(BATCH_PATCHES, BUFFER_BYTES // self.patch_bytes))
+        self.buffers = {name: np.empty((self.capacity, p, p, 3), np.uint8) for name, p in sizes.items()}
 
     def add_image(self, hr: np.ndarray, lrs: dict[int, np.ndarray], patch: int, stride: int) -> int:
         """Cut and queue all aligned patches of one image; returns how many."""
         positions = _positions(hr.shape[0], hr.shape[1], patch, stride)
         for y, x in positions:
-            self.buffers["hr"].append(hr[y:y + patch, x:x + patch])
+            self.buffers["hr"][self.queued] = hr[y:y + patch, x:x + patch]
             for s, lr in lrs.items():
                 ly, lx, lp = y // s, x // s, patch // s
-                self.buffers[f"lr_x{s}"].append(lr[ly:ly + lp, lx:lx + lp])
-            if len(self.buffers["hr"]) >= BATCH_PATCHES:
+                self.buffers[f"lr_x{s}"][self.queued] = lr[ly:ly + lp, lx:lx + lp]
+            self.queued += 1
+            if self.queued == self.capacity:
                 self.flush()
         return len(positions)
 
     @property
     def total(self) -> int:
         """Patches written plus patches queued."""
-        return self.count + len(self.buffers["hr"])
+        return self.count + self.queued
+
+    @property
+    def bytes_written(self) -> int:
+        return self.count * self.patch_bytes
 
     def flush(self) -> None:
         """Append the queued patches to the file."""
-        n = len(self.buffers["hr"])
+        n = self.queued
         if not n:
             return
         for name, dataset in self.datasets.items():
             dataset.resize(self.count + n, axis=0)
-            dataset[self.count:self.count + n] = np.stack(self.buffers[name])
-            self.buffers[name].clear()
+            dataset[self.count:self.count + n] = self.buffers[name][:n]
         self.count += n
+        self.queued = 0
 
 
 # ---------------------------------------------------------------- file
@@ -317,15 +336,42 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+class _ProgressLog:
+    """A log line with rate and ETA every ``PROGRESS_LOG_S`` seconds, for runs without a terminal
+    (SLURM / Kubernetes logs), where tqdm's bar is hidden."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, writer: _PatchWriter) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < PROGRESS_LOG_S:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 and self.total >= done else 0
+        log.info("prepare: %d/%d images (%.1f%%), %.2f images/s, %d patches, %s written, ETA %s", done,
+                 self.total, 100 * done / max(self.total, 1), rate, writer.total,
+                 _human_bytes(writer.bytes_written), _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def _fill(h5: h5py.File, cfg: PrepareConfig, inputs: list[_Input], pairs: dict[Path, Path] | None) -> _Stats:
     """Stream every frame's patches into ``h5``; returns the counts."""
     writer = _PatchWriter(h5, cfg.patch_size, cfg.scales, cfg.compression)
     stats = _Stats()
     crop = math.lcm(*cfg.scales)
-    with tqdm(total=_estimate_frames(inputs, cfg.frame_step), unit="img", desc="prepare",
-              disable=None) as bar:
-        for frame in _frames(inputs, cfg, pairs):
+    total = _estimate_frames(inputs, cfg.frame_step)
+    with tqdm(total=total, unit="img", desc="prepare", disable=None) as bar:
+        progress = _ProgressLog(total, enabled=bar.disable)
+        for done, frame in enumerate(_frames(inputs, cfg, pairs), start=1):
             bar.update(1)
+            progress.update(done, writer)
             hr = mod_crop(frame.hr, crop)
             if min(hr.shape[:2]) < cfg.patch_size:
                 stats.skipped += 1

@@ -257,3 +257,55 @@ def test_scales_3_and_4_crop_to_common_multiple(tmp_path, rng):
     with h5py.File(out, "r") as f:
         last = f["lr_x3"][-1]
         np.testing.assert_array_equal(last, downscale(hr[:48, :60], 3)[8:16, 12:20])
+
+
+def test_memory_stays_flat_whatever_the_number_of_frames(tmp_path, rng, monkeypatch):
+    """Frames are streamed through one bounded buffer: 5x the frames, the same peak (numpy memory
+    as tracemalloc sees it); a writer that kept frames or patches would grow by ~1 MB here."""
+    import tracemalloc
+
+    from elsr import prepare as prepare_module
+    monkeypatch.setattr(prepare_module, "BUFFER_BYTES", 100_000)
+    frame = smooth_image(rng, 96, 128)
+    for count in (6, 30):
+        for i in range(count):
+            write_png(tmp_path / f"clips{count}" / "000" / f"{i:08d}.png", np.roll(frame, 3 * i, axis=1))
+    peaks = {}
+    for count in (6, 30):
+        tracemalloc.start()
+        summary = prepare(PrepareConfig(sources=[tmp_path / f"clips{count}"], out=tmp_path / f"{count}.h5",
+                                        scales=(4, 2), patch_size=32, stride=16))
+        peaks[count] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert summary["num_patches"] == count * n_windows(96, 128, 32, 16)
+    assert peaks[30] < peaks[6] * 1.1 + 64_000, peaks
+    with h5py.File(tmp_path / "30.h5", "r") as f:  # every appended batch landed where it belongs
+        np.testing.assert_array_equal(f["hr"][-1], np.roll(frame, 3 * 29, axis=1)[64:96, 96:128])
+
+
+def test_buffer_is_bounded_in_bytes(tmp_path, monkeypatch):
+    from elsr import prepare as prepare_module
+    monkeypatch.setattr(prepare_module, "BUFFER_BYTES", 5_000_000)
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        writer = prepare_module._PatchWriter(h5, 512, (4, 2), "none")
+        assert writer.patch_bytes == 3 * (512**2 + 128**2 + 256**2)
+        assert writer.capacity == 4 and sum(b.nbytes for b in writer.buffers.values()) <= 5_000_000
+        small = prepare_module._PatchWriter(h5.create_group("g"), 16, (4,), "none")
+        assert small.capacity == prepare_module.BATCH_PATCHES
+
+
+def test_progress_log_gives_rate_and_eta(caplog, monkeypatch):
+    import logging
+
+    from elsr import prepare as prepare_module
+    clock = iter([0.0, 100.0, 110.0])
+    monkeypatch.setattr(prepare_module.time, "monotonic", lambda: next(clock))
+    progress = prepare_module._ProgressLog(total=1000, enabled=True)
+
+    class Writer:
+        total, bytes_written = 40, 3 * 2**30
+    with caplog.at_level(logging.INFO):
+        progress.update(200, Writer())  # at 100 s: 2 images/s, 800 left -> 400 s
+        progress.update(210, Writer())  # 10 s later: too soon for another line
+    assert caplog.text.count("images/s") == 1
+    assert "200/1000 images (20.0%), 2.00 images/s, 40 patches, 3.0 GiB written, ETA 0:06:40" in caplog.text
