@@ -139,3 +139,18 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted_run(tmp_path, data)
     assert resumed.returncode == 0, log
     assert "resuming at stage" in log
     assert_same_weights(weights(tmp_path / "ref" / "model.pt"), weights(out / "model.pt"))
+
+
+def test_bf16_autocast_on_cpu_trains_and_fp16_needs_cuda(tmp_path, data):
+    trainer = Trainer(config(tmp_path, data, amp="bf16"))
+    summary = trainer.run()
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert summary["scale"] == 4 and all(0 < float(r["loss"]) < 1 for r in rows)
+    assert not trainer.channels_last  # auto: only on CUDA
+    reference = read_checkpoint(tmp_path / "run" / "model.pt")["model"]["tail.weight"]
+    assert reference.dtype == torch.float32  # autocast never changes the stored weights' dtype
+    if not torch.cuda.is_available():
+        with pytest.raises(ElsrError, match="--amp fp16 needs a CUDA GPU"):
+            Trainer(config(tmp_path, data, "other", amp="fp16"))
+    with pytest.raises(ElsrError, match="unknown --channels-last"):
+        Trainer(config(tmp_path, data, "other", channels_last="maybe"))
