@@ -14,7 +14,7 @@ from elsr.model import ELSR, ModelConfig
 from elsr.quantization import QuantELSR, quant_params, save_qat_checkpoint
 from export.formats import FORMATS, qat_model_from_onnx
 from export.onnx_int8 import build_int8_model, save_model
-from export.onnx_fp32 import export_onnx, onnx_metadata
+from export.onnx_fp32 import onnx_metadata
 from tests.helpers import image_folder
 
 HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
@@ -36,7 +36,7 @@ def files(tmp_path_factory):
     save_qat_checkpoint(root / "model.qat.pt", qmodel.eval(), [])
     metadata = {**onnx_metadata(model, "int8"), "quantization": "qat; qdq"}
     save_model(build_int8_model(quant_params(qmodel), metadata), root / "model_int8.onnx")
-    export_onnx(model, root / "model.onnx")
+    save_model(build_int8_model(quant_params(qmodel), {**metadata, "precision": "fp32"}), root / "mislabelled.onnx")
     rng = np.random.default_rng(0)
     return {"root": root, "weights": root / "model.pt", "qat": root / "model.qat.pt", "int8": root / "model_int8.onnx",
             "images": image_folder(root / "images", rng, 2, (24, 32)), "hr": image_folder(root / "hr", rng, 2, (48, 64)),
@@ -81,7 +81,8 @@ def test_tflite_without_the_extra_gives_a_one_line_hint(files, tmp_path, capsys,
 
 def test_core_formats_work_without_the_extra(files, tmp_path, capsys, monkeypatch):
     hide_litert(monkeypatch)
-    assert main(["export", "--weights", str(files["weights"]), "--format", "ort", "--out", str(tmp_path / "m.ort")]) == 0
+    assert main(["export", "--weights", str(files["weights"]), "--format", "ort", "--int8", "--qat-checkpoint",
+                 str(files["qat"]), "--out", str(tmp_path / "m.ort")]) == 0
     assert (tmp_path / "m.ort").is_file() and (tmp_path / "m.required_operators.config").is_file()
 
 
@@ -98,7 +99,7 @@ def test_option_mistakes_are_one_line_errors(files, tmp_path, capsys):
     assert "not an NCHW shape" in one_line_error(
         capsys, ["export", "--weights", w, "--fixed-shape", "180x320", "--out", str(tmp_path / "b.onnx")])
     assert "not an INT8 ONNX model written by elsr" in one_line_error(
-        capsys, ["export", "--weights", w, "--int8", "--qat-checkpoint", str(files["root"] / "model.onnx"),
+        capsys, ["export", "--weights", w, "--int8", "--qat-checkpoint", str(files["root"] / "mislabelled.onnx"),
                  "--out", str(tmp_path / "c.onnx")])
     assert "missing.onnx: no such file" in one_line_error(
         capsys, ["export", "--weights", w, "--int8", "--qat-checkpoint", str(files["root"] / "missing.onnx"),
