@@ -2,10 +2,10 @@
 and the benchmark row that times it.
 
 Each row knows its name (``--format``), file suffix, the optional package it needs and the pip extra
-that installs it, its exporter (writes the file and checks it against PyTorch or the QAT model), the
-runtime that runs it (``export.runtime.load_upscaler`` picks it by suffix: onnxruntime for ``.onnx``
-and ``.ort``, the LiteRT interpreter for ``.tflite``) and its benchmark backend
-(``benchmarks.backends``).
+that installs it, its exporter, its checker and validator (both run the artifact in its own
+runtime, which ``export.runtime.load_upscaler`` picks by suffix: onnxruntime for ``.onnx`` and
+``.ort``, the LiteRT interpreter for ``.tflite``) and its benchmark backend (``benchmarks.backends``,
+whose suffix lists come from this table).
 """
 
 from __future__ import annotations
@@ -286,6 +286,43 @@ def export_tflite_file(request: ExportRequest, out: Path) -> Exported:
     return Exported([out], [f"TFLite contract: {key} {value}" for key, value in contract.items()])
 
 
+# --------------------------------------------------------------------------------------- validation
+
+
+def validate(path: Path, model: ELSR, data: Path, convert: bool = False, threads: int = 0) -> dict:
+    """Run an artifact with its own runtime on the HR images of ``data`` (MATLAB-bicubic LR, ``elsr eval``'s
+    protocol) and score it against ground truth and against the FP32 PyTorch model's output."""
+    from elsr.degrade import downscale
+
+    from .runtime import load_upscaler
+
+    upscaler = load_upscaler(path, model.scale, device="cpu", threads=threads)
+    scale = model.scale
+    model = model.cpu().eval()
+    ours, fp32, agree = [], [], []
+    for image_path in list_images(data):
+        hr = mod_crop(read_image(image_path, convert), scale)
+        lr = downscale(hr, scale)
+        sr, ref = upscaler(lr), super_resolve(model, lr)
+        ours.append(image_metrics(sr, hr, scale)["psnr_y"])
+        fp32.append(image_metrics(ref, hr, scale)["psnr_y"])
+        agree.append(psnr(sr, ref, scale, y_channel=True))
+    finite = [a for a in agree if np.isfinite(a)]
+    return {"data": str(data), "images": len(ours), "psnr_y": float(np.mean(ours)), "fp32_psnr_y": float(np.mean(fp32)),
+            "delta_db": float(np.mean(ours) - np.mean(fp32)), "identical_images": len(agree) - len(finite),
+            "psnr_y_vs_fp32": float(np.mean(finite)) if finite else float("inf")}
+
+
+def format_validation(path: Path, result: dict) -> str:
+    versus = ("identical to FP32" if not np.isfinite(result["psnr_y_vs_fp32"]) else
+              f"{result['psnr_y_vs_fp32']:.2f} dB vs the FP32 output")
+    data = Path(result["data"])
+    label = data.parent.name if data.name == "HR" and data.parent.name else data.name or str(data)  # Set5/HR -> Set5
+    return (f"validate {label} ({result['images']} images, "
+            f"{path.name}): PSNR-Y {result['psnr_y']:.3f} dB, FP32 PyTorch {result['fp32_psnr_y']:.3f} dB, "
+            f"{result['delta_db']:+.3f} dB; {versus}")
+
+
 # ------------------------------------------------------------------------------------------- table
 
 
@@ -296,9 +333,11 @@ class ExportFormat:
     name: str
     suffix: str
     description: str
-    export: Callable[[ExportRequest, Path], Exported]   # writes the artifact (atomically) and checks it
-    runtime: str                                          # what runs it: the benchmark backend kind
+    export: Callable[[ExportRequest, Path], Exported]   # writes the artifact (atomically)
+    runtime: str                                          # what runs it (load_upscaler, by suffix); the backend kind
     backend: str                                          # benchmarks.backends row that times it
+    check: Callable[[ExportRequest, Path], list[str]] = check_artifact        # parity / QAT agreement, at export
+    validate: Callable[..., dict] = validate                                  # PSNR on real images, in its runtime
     requires: tuple[str, ...] = ()                        # Python packages beyond elsr's own dependencies
     extra: str | None = None                              # the pip extra that installs them
     companions: Callable[[Path], list[Path]] = lambda out: []  # other files the export writes
@@ -338,45 +377,4 @@ FORMATS: dict[str, ExportFormat] = {
 def suffixes(runtime: str) -> tuple[str, ...]:
     """The model-file suffixes that a runtime (a benchmark backend kind) runs."""
     return tuple(f.suffix for f in FORMATS.values() if f.runtime == runtime)
-
-
-def format_for(path: Path) -> ExportFormat | None:
-    return next((f for f in FORMATS.values() if f.suffix == Path(path).suffix.lower()), None)
-
-
-# --------------------------------------------------------------------------------------- validation
-
-
-def validate(path: Path, model: ELSR, data: Path, convert: bool = False, threads: int = 0) -> dict:
-    """Run an artifact with its own runtime on the HR images of ``data`` (MATLAB-bicubic LR, ``elsr eval``'s
-    protocol) and score it against ground truth and against the FP32 PyTorch model's output."""
-    from elsr.degrade import downscale
-
-    from .runtime import load_upscaler
-
-    upscaler = load_upscaler(path, model.scale, device="cpu", threads=threads)
-    scale = model.scale
-    model = model.cpu().eval()
-    ours, fp32, agree = [], [], []
-    for image_path in list_images(data):
-        hr = mod_crop(read_image(image_path, convert), scale)
-        lr = downscale(hr, scale)
-        sr, ref = upscaler(lr), super_resolve(model, lr)
-        ours.append(image_metrics(sr, hr, scale)["psnr_y"])
-        fp32.append(image_metrics(ref, hr, scale)["psnr_y"])
-        agree.append(psnr(sr, ref, scale, y_channel=True))
-    finite = [a for a in agree if np.isfinite(a)]
-    return {"data": str(data), "images": len(ours), "psnr_y": float(np.mean(ours)), "fp32_psnr_y": float(np.mean(fp32)),
-            "delta_db": float(np.mean(ours) - np.mean(fp32)), "identical_images": len(agree) - len(finite),
-            "psnr_y_vs_fp32": float(np.mean(finite)) if finite else float("inf")}
-
-
-def format_validation(path: Path, result: dict) -> str:
-    versus = ("identical to FP32" if not np.isfinite(result["psnr_y_vs_fp32"]) else
-              f"{result['psnr_y_vs_fp32']:.2f} dB vs the FP32 output")
-    data = Path(result["data"])
-    label = data.parent.name if data.name == "HR" and data.parent.name else data.name or str(data)  # Set5/HR -> Set5
-    return (f"validate {label} ({result['images']} images, "
-            f"{path.name}): PSNR-Y {result['psnr_y']:.3f} dB, FP32 PyTorch {result['fp32_psnr_y']:.3f} dB, "
-            f"{result['delta_db']:+.3f} dB; {versus}")
 

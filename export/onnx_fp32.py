@@ -230,7 +230,7 @@ def _qat_model(args, model: ELSR, out: Path):
 
 
 def run(args) -> int:
-    from .formats import FORMATS, ExportRequest, check_artifact, format_validation, validate
+    from .formats import FORMATS, ExportRequest, format_validation
 
     fmt = FORMATS[args.format]
     fmt.ensure_available()
@@ -264,13 +264,13 @@ def run(args) -> int:
     for line in exported.lines:
         print(line)
     try:
-        for line in check_artifact(request, out):
+        for line in fmt.check(request, out):
             print(line)
     except ElsrError as exc:
         for path in exported.files:
             path.unlink(missing_ok=True)
         raise ElsrError(f"{exc.problem}; the file was removed", path=out, fix=exc.fix) from exc
     for data in args.validate:
-        print(format_validation(out, validate(out, model, data, args.convert)))
+        print(format_validation(out, fmt.validate(out, model, data, args.convert)))
     print(f"benchmark it: python -m benchmarks --models {out} --backends {fmt.backend} --threads 2")
     return 0
