@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from .degrade import downscale, upscale
 from .errors import ElsrError
@@ -164,15 +164,18 @@ def hdf5_lr_key(handle: h5py.File, scale: int, path: Path) -> str:
 
 
 class HDF5Patches(Dataset):
-    """Random crops of stored LR/HR patches as uint8 HWC tensors.
+    """Random crops of stored LR/HR patches as uint8 HWC arrays (views; :func:`collate_uint8` copies
+    them once, into the batch).
 
     The file is opened lazily, once per process that reads (each DataLoader worker has its own
-    handle: no handle is shared across a fork), and only the cropped window is read from it.
+    handle: no handle is shared across a fork). A stored patch is one HDF5 chunk and is read whole,
+    in one call without the chunk cache: faster than a partial (row by row) read of the crop.
     """
 
     def __init__(self, path: str | Path, scale: int, patch: int) -> None:
         self.path, self.scale, self.patch = Path(path), scale, patch
         self._handle: h5py.File | None = None
+        self._datasets: tuple = ()
         try:
             with h5py.File(self.path, "r") as handle:
                 self.lr_key = hdf5_lr_key(handle, scale, self.path)
@@ -198,22 +201,34 @@ class HDF5Patches(Dataset):
         return self.length
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_handle": None}  # each worker opens its own handle
+        return {**self.__dict__, "_handle": None, "_datasets": ()}  # each worker opens its own handle
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         index, seed = key
         if self._handle is None:
             # No chunk cache: every read is one random patch, never read twice in a row.
             self._handle = h5py.File(self.path, "r", rdcc_nbytes=0)
+            self._datasets = (self._handle[self.lr_key], self._handle["hr"])
         rng = np.random.default_rng(seed)
-        p, s = self.patch, self.scale
-        top = int(rng.integers(self.lr_shape[0] - p + 1))
-        left = int(rng.integers(self.lr_shape[1] - p + 1))
-        mode = int(rng.integers(8))
-        lr = self._handle[self.lr_key][index, top:top + p, left:left + p]
-        hr = self._handle["hr"][index, top * s:(top + p) * s, left * s:(left + p) * s]
-        a, b = augment(lr, hr, mode)
-        return torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
+        top = int(rng.integers(self.lr_shape[0] - self.patch + 1))
+        left = int(rng.integers(self.lr_shape[1] - self.patch + 1))
+        lr, hr = self._datasets[0][index], self._datasets[1][index]
+        return crop_pair(lr, hr, self.scale, self.patch, top, left, int(rng.integers(8)))
+
+
+def collate_uint8(samples: Sequence[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
+    """Stack HWC uint8 arrays into NHWC tensors with numpy, straight into shared memory inside a
+    DataLoader worker (no further copy on the way to the training process). torch.stack would do
+    the same but runs its copy on several threads, which stalls when the CPUs are busy."""
+    in_worker = get_worker_info() is not None
+    out = []
+    for parts in zip(*samples):
+        batch = torch.empty((len(parts), *parts[0].shape), dtype=torch.uint8)
+        if in_worker:
+            batch.share_memory_()
+        np.stack(parts, out=batch.numpy())
+        out.append(batch)
+    return tuple(out)
 
 
 class ShardedSampler(Sampler):
@@ -275,7 +290,7 @@ class HDF5Source:
         dataset = HDF5Patches(self.path, scale, patch)
         sampler = ShardedSampler(len(dataset), batch_size, iters, seed, rank, world_size)
         return DataLoader(dataset, batch_size=sampler.share, sampler=sampler, num_workers=self.workers,
-                          drop_last=True, pin_memory=self.pin_memory,
+                          collate_fn=collate_uint8, drop_last=True, pin_memory=self.pin_memory,
                           prefetch_factor=4 if self.workers else None)
 
     def batches(self, scale: int, patch: int, batch_size: int, iters: int, seed: Sequence[int],

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from elsr.data import (FolderSource, HDF5Patches, HDF5Source, ShardedSampler, ValidationSet, augment, crop_pair,
-                       open_training_data, to_float)
+                       collate_uint8, open_training_data, to_float)
 from elsr.degrade import downscale
 from elsr.errors import ElsrError
 from elsr.prepare import PrepareConfig, prepare
@@ -88,12 +88,12 @@ def test_hdf5_crops_are_aligned(h5_file):
     dataset = HDF5Patches(h5_file, 4, 12)
     for seed in range(5):
         lr, hr = dataset[(seed % len(dataset), seed)]
-        assert lr.dtype == torch.uint8 and lr.shape == (12, 12, 3) and hr.shape == (48, 48, 3)
-        assert_batch_pairs_align(to_float(lr[None]), to_float(hr[None]), 4)
+        assert lr.dtype == np.uint8 and lr.shape == (12, 12, 3) and hr.shape == (48, 48, 3)
+        lr, hr = collate_uint8([(lr, hr)])
+        assert_batch_pairs_align(to_float(lr), to_float(hr), 4)
 
 
-def test_hdf5_reads_only_the_crop_it_needs(h5_file, rng):
-    """The window read from the file equals cropping the whole stored patch (then augmenting)."""
+def test_hdf5_items_are_seeded_crops_of_the_stored_patches(h5_file, rng):
     dataset = HDF5Patches(h5_file, 2, 10)
     with h5py.File(h5_file, "r") as f:
         for index, seed in [(0, 1), (3, 2), (7, 99)]:
@@ -102,8 +102,8 @@ def test_hdf5_reads_only_the_crop_it_needs(h5_file, rng):
             top, left, mode = (int(draws.integers(24 - 10 + 1)), int(draws.integers(24 - 10 + 1)),
                                int(draws.integers(8)))
             a, b = crop_pair(f["lr_x2"][index], f["hr"][index], 2, 10, top, left, mode)
-            np.testing.assert_array_equal(lr.numpy(), a)
-            np.testing.assert_array_equal(hr.numpy(), b)
+            np.testing.assert_array_equal(lr, a)
+            np.testing.assert_array_equal(hr, b)
 
 
 def test_hdf5_with_workers_opens_file_per_worker(h5_file):
