@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import ElsrError
+from .errors import OS_FIXES, ElsrError, os_reason
 
 # subcommand -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,15 +49,38 @@ def setup_logging(quiet: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
 
 
+def quiet_native_libraries() -> None:
+    """Keep OpenCV's and FFmpeg's own warnings ("libpng warning", "[h264 @ ...]") off stderr: the tool's
+    checks report bad files in one line of their own (--debug leaves them on)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when a capture opens
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - very old OpenCV
+        pass
+
+
 def run_command(module: str, args: argparse.Namespace) -> int:
-    """Run a subcommand; user errors become one line on stderr and exit code 2."""
+    """Run a subcommand; user errors become one line on stderr and exit code 2, internal ones exit code 1."""
     debug = getattr(args, "debug", False) or os.environ.get("ELSR_DEBUG") == "1"
+    if not debug:
+        quiet_native_libraries()
     try:
         return importlib.import_module(module).run(args)
     except ElsrError as exc:
         if debug:
             raise
         print(f"elsr: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # A file problem no check caught (a full disk, a permission) is still the user's to fix.
+        if debug:
+            raise
+        if exc.errno not in OS_FIXES:
+            return internal_error(exc)
+        error = ElsrError(os_reason(exc), path=exc.filename, fix=OS_FIXES[exc.errno])
+        print(f"elsr: error: {error.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError as exc:
         if debug:
@@ -75,9 +98,14 @@ def run_command(module: str, args: argparse.Namespace) -> int:
             print("elsr: error: out of memory in onnxruntime (fix: lower --max-memory or --tile, or free memory)",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
-        print(f"elsr: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+        return internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> int:
+    """A bug or an unforeseen failure: one line naming the exception, exit code 1."""
+    print(f"elsr: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+          "(rerun with --debug for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,13 @@ from tqdm import tqdm
 from .data import mean_metrics
 from .degrade import downscale, upscale
 from .errors import ElsrError
-from .fileio import write_text
-from .imageio import list_images, mod_crop, read_image
+from .fileio import check_new_output, write_text
+from .imageio import check_min_size, list_images, mod_crop, read_image
 from .metrics import image_metrics
+from .model import RECEPTIVE_RADIUS
 
 KEYS = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb")
+MIN_LR_SIDE = 2 * RECEPTIVE_RADIUS + 1  # an LR image smaller than this is all border: no output pixel sees real context
 
 
 @dataclass
@@ -36,12 +38,20 @@ def find_lr(folder: Path, stem: str, scale: int) -> Path:
     raise ElsrError(f"no LR image for {stem!r}", path=folder, fix=f"expected {stem}x{scale}.png or {stem}.png")
 
 
+def require_upscaling(upscaler, path: Path) -> int:
+    """The model's scale; a model that does not enlarge (a foreign ONNX graph, say) is refused."""
+    if upscaler.scale < 2:
+        raise ElsrError(f"the model gives x{upscaler.scale} output: not a super-resolution model", path=path,
+                        fix="pass an ELSR checkpoint or an ONNX model written by 'elsr export'")
+    return upscaler.scale
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Scores of bicubic and the model on every image of ``cfg.data``, plus their means."""
     from export.runtime import load_upscaler  # lazy: elsr does not load the export package at start-up
 
     upscaler = load_upscaler(cfg.model, cfg.scale, cfg.device)
-    scale = upscaler.scale
+    scale = require_upscaling(upscaler, cfg.model)
     rows = []
     files = list_images(cfg.data)
     for path in tqdm(files, desc="eval", unit="img", disable=None if cfg.progress else True, leave=False):
@@ -54,6 +64,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
                 raise ElsrError(f"LR {lr.shape[1]}x{lr.shape[0]} does not match HR {hr.shape[1]}x{hr.shape[0]} "
                                 f"at x{scale}", path=lr_path)
+        check_min_size(*lr.shape[:2], MIN_LR_SIDE, path, what=f"its x{scale} LR image",
+                       fix=f"evaluate on images of at least {MIN_LR_SIDE * scale}x{MIN_LR_SIDE * scale} pixels, "
+                           "or remove it")
         rows.append({"image": path.name,
                      "bicubic": image_metrics(upscale(lr, scale), hr, scale),
                      "model": image_metrics(upscaler(lr), hr, scale)})
@@ -80,12 +93,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scale", type=int, help="expected scale (must match the model)")
     parser.add_argument("--lr", type=Path, help="folder of given LR images instead of MATLAB-bicubic downscaling")
     parser.add_argument("--json", type=Path, help="write the full results as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--convert", action="store_true",
                         help="convert greyscale / RGBA / 16-bit images to 8-bit RGB instead of refusing them")
 
 
 def run(args) -> int:
+    if args.json:
+        check_new_output(args.json, args.overwrite)  # before the work, not after it
     result = evaluate(EvalConfig(model=args.model, data=args.data, scale=args.scale, lr=args.lr,
                                  device=args.device, convert=args.convert))
     print(f"x{result['scale']}, border {result['border']}, LR: {result['lr_source']}")

@@ -1,24 +1,46 @@
-"""Reading and writing images as HWC uint8 RGB arrays, with clear errors for unusual files."""
+"""Reading and writing images as HWC uint8 RGB arrays, with clear errors for unusual files.
+
+What is refused and what is converted:
+
+- missing, truncated (PNG chunks or JPEG markers end early), corrupt (a PNG chunk checksum) or
+  undecodable files: refused, naming the file;
+- greyscale, greyscale+alpha, RGBA and 16-bit images: refused unless ``convert`` (then grey is
+  replicated, alpha dropped, 16-bit scaled to 8-bit, with a log line), because each of these
+  changes pixels the user may care about;
+- palette PNGs: converted to RGB with a log line (the colours are exactly the palette's: nothing is
+  lost, so conversion is the obvious intent);
+- files with other suffixes in a folder (notes, thumbnails): skipped, with their number logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import ElsrError
+from .errors import ElsrError, from_os_error
 from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CONVERT_HINT = "pass --convert to turn it into 8-bit RGB, or convert the file yourself"
+REEXPORT_HINT = "re-export or remove the file"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8"
+PNG_PALETTE = 3
+PNG_UNUSUAL = {0: "greyscale", 4: "greyscale with alpha", 6: "RGBA"}  # IHDR colour type -> description
+JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Sorted image files under ``folder`` (recursively); errors if missing or empty."""
+    """Sorted image files under ``folder`` (recursively); errors if missing or empty.
+
+    Other files (notes, thumbnails) are skipped and counted in a log line.
+    """
     folder = Path(folder)
     if not folder.exists():
         raise ElsrError("no such file or folder", path=folder, fix="check the path")
@@ -27,11 +49,94 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
             raise ElsrError("not an image file", path=folder, fix=f"use one of {', '.join(IMAGE_SUFFIXES)}")
         return [folder]
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found = [p for p in folder.glob(pattern) if p.is_file()]
+    files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+    others = sorted(p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES)
     if not files:
-        raise ElsrError("folder holds no images", path=folder,
+        extra = f" (only {len(others)} other file(s), e.g. {others[0].name})" if others else ""
+        raise ElsrError(f"folder holds no images{extra}", path=folder,
                         fix=f"point at a folder with {', '.join(IMAGE_SUFFIXES[:4])} files")
+    if others:
+        log.info("%s: skipped %d non-image file%s (e.g. %s)", folder, len(others), "s" if len(others) > 1 else "",
+                 others[0].relative_to(folder))
     return files
+
+
+def _png_problem(data: memoryview) -> str | None:
+    """Why a PNG file cannot be right (truncated, a chunk checksum wrong), or None."""
+    offset, size = len(PNG_SIGNATURE), len(data)
+    while offset + 8 <= size:
+        length = int.from_bytes(data[offset:offset + 4], "big")
+        kind = bytes(data[offset + 4:offset + 8]).decode("latin-1")
+        if not kind.isascii() or not kind.isalpha():
+            return f"damaged PNG file (no valid chunk at byte {offset})"
+        end = offset + 12 + length
+        if end > size:
+            return f"truncated PNG file ({size} bytes; its {kind} chunk ends at byte {end})"
+        if zlib.crc32(data[offset + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"corrupt PNG file (wrong checksum in its {kind} chunk)"
+        if kind == "IEND":
+            return None
+        offset = end
+    return f"truncated PNG file ({size} bytes; it ends before its IEND chunk)"
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    """A JPEG whose last image data is not followed by an end-of-image marker was cut short."""
+    if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        return f"truncated JPEG file ({len(data)} bytes; no end-of-image marker after its image data)"
+    return None
+
+
+def _png_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(height, width, bit depth, colour type) from a PNG's IHDR chunk."""
+    if len(data) < 29 or data[12:16] != b"IHDR":
+        return None
+    return (int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), data[24], data[25])
+
+
+def _jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(height, width, precision, components) from a JPEG's start-of-frame marker."""
+    offset = 2
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            offset += 2
+            continue
+        if marker in (0xD9, 0xDA):
+            return None
+        length = int.from_bytes(data[offset + 2:offset + 4], "big")
+        if marker in JPEG_SOF and offset + 10 <= len(data):
+            return (int.from_bytes(data[offset + 5:offset + 7], "big"), int.from_bytes(data[offset + 7:offset + 9], "big"),
+                    data[offset + 4], data[offset + 9])
+        offset += 2 + length
+    return None
+
+
+def _read_checked(path: Path) -> bytes:
+    """The file's bytes, after the checks that need no decoding (exists, not truncated, not corrupt)."""
+    if not path.is_file():
+        raise ElsrError("no such image file", path=path, fix="check the path")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise from_os_error(exc, "cannot read image", path) from exc
+    if not data:
+        raise ElsrError("empty file (0 bytes)", path=path, fix=REEXPORT_HINT)
+    if data.startswith(PNG_SIGNATURE):
+        problem = _png_problem(memoryview(data))
+    elif data.startswith(JPEG_SIGNATURE):
+        problem = _jpeg_problem(data)
+    else:
+        problem = None
+    if problem:
+        raise ElsrError(f"cannot decode image: {problem}", path=path, fix=REEXPORT_HINT)
+    return data
 
 
 def _describe(img: np.ndarray) -> str | None:
@@ -49,6 +154,13 @@ def _describe(img: np.ndarray) -> str | None:
     elif channels != 3:
         problems.append(f"{channels}-channel")
     return " ".join(problems) + " image" if problems else None
+
+
+def _unusual(path: Path, unusual: str | None, convert: bool) -> None:
+    if unusual:
+        if not convert:
+            raise ElsrError(f"{unusual}, expected 8-bit RGB", path=path, fix=CONVERT_HINT)
+        log.warning("%s: %s converted to 8-bit RGB", path, unusual)
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:
@@ -72,21 +184,51 @@ def read_image(path: str | Path, convert: bool = False) -> np.ndarray:
 
     Greyscale, RGBA and 16-bit files are refused unless ``convert`` is true, in which case
     grey is replicated to RGB, alpha is dropped and 16-bit is scaled to 8-bit (with a log line).
+    Palette PNGs are converted to RGB (with a log line); truncated and corrupt files are refused.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ElsrError("no such image file", path=path, fix="check the path")
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    data = _read_checked(path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ElsrError("cannot decode image (corrupt, truncated or not an image)", path=path,
-                        fix="re-export or remove the file")
-    unusual = _describe(img)
-    if unusual:
-        if not convert:
-            raise ElsrError(f"{unusual}, expected 8-bit RGB", path=path, fix=CONVERT_HINT)
-        log.warning("%s: %s converted to 8-bit RGB", path, unusual)
+        raise ElsrError("cannot decode image (corrupt, truncated or not an image)", path=path, fix=REEXPORT_HINT)
+    _unusual(path, _describe(img), convert)
+    header = _png_header(data) if data.startswith(PNG_SIGNATURE) else None
+    if header and header[3] == PNG_PALETTE and img.ndim == 3 and img.shape[2] == 3:
+        log.warning("%s: palette image converted to RGB", path)
     return to_rgb8(img)
+
+
+def probe_image(path: str | Path, convert: bool = False) -> tuple[int, int]:
+    """(height, width) of an image, refusing what :func:`read_image` would refuse where the header tells.
+
+    PNG and JPEG files are checked without decoding (structure, size, bit depth, colour type), so a
+    folder can be checked before any output is written; other formats are decoded.
+    """
+    path = Path(path)
+    data = _read_checked(path)
+    if data.startswith(PNG_SIGNATURE) and (header := _png_header(data)):
+        height, width, depth, colour = header
+        kinds = [*(["16-bit"] if depth == 16 else []), *([PNG_UNUSUAL[colour]] if colour in PNG_UNUSUAL else [])]
+        _check_kinds(path, kinds, convert)
+        return height, width
+    if data.startswith(JPEG_SIGNATURE) and (header := _jpeg_header(data)):
+        height, width, precision, components = header
+        kinds = [*([f"{precision}-bit"] if precision > 8 else []), *(["greyscale"] if components == 1 else [])]
+        _check_kinds(path, kinds, convert)
+        return height, width
+    return read_image(path, convert).shape[:2]
+
+
+def _check_kinds(path: Path, kinds: list[str], convert: bool) -> None:
+    if kinds and not convert:
+        raise ElsrError(f"{' '.join(kinds)} image, expected 8-bit RGB", path=path, fix=CONVERT_HINT)
+
+
+def check_min_size(height: int, width: int, min_side: int, path: str | Path, fix: str, what: str = "image") -> None:
+    """Refuse an image smaller than ``min_side`` pixels a side (e.g. the model's receptive field)."""
+    if min(height, width) < min_side:
+        raise ElsrError(f"{what} is {width}x{height} pixels, smaller than the model's {min_side}x{min_side} "
+                        "receptive field", path=path, fix=fix)
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
@@ -96,8 +238,8 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(suffix, np.ascontiguousarray(img[:, :, ::-1]))
     if not ok:
         raise ElsrError("could not encode image", path=path, fix="use a .png output path")
-    with atomic_path(path) as tmp:
-        buf.tofile(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a Python file: a full disk raises
+        handle.write(buf.tobytes())
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:

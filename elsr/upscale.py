@@ -16,11 +16,14 @@ from tqdm import tqdm
 
 from .degrade import upscale as bicubic
 from .errors import ElsrError
-from .imageio import list_images, read_image, write_image
+from .evaluate import MIN_LR_SIDE, require_upscaling
+from .imageio import IMAGE_SUFFIXES, check_min_size, list_images, probe_image, read_image, write_image
 from .pngstream import png_writer
 from .pretrained import pretrained
 from .tiling import auto_tile, upscale_bands
-from .video import DEFAULT_FPS, FOURCC, is_video, video_frames, video_info, video_writer
+from .video import DEFAULT_FPS, FOURCC, VIDEO_SUFFIXES, is_video, video_frames, video_info, video_writer
+
+TOO_SMALL_FIX = f"upscale images of at least {MIN_LR_SIDE}x{MIN_LR_SIDE} pixels; enlarge it with bicubic first"
 
 
 @dataclass
@@ -39,12 +42,19 @@ class UpscaleConfig:
 
 
 def _frames(cfg: UpscaleConfig) -> tuple[Iterator[tuple[str, np.ndarray]], int, float]:
-    """(name, RGB frame) pairs of the input, their count and frame rate."""
+    """(name, RGB frame) pairs of the input, their count and frame rate.
+
+    Every image is checked first (readable, 8-bit RGB or --convert, not smaller than the model's
+    receptive field), so a bad file in a folder stops the run before any output is written.
+    """
     if cfg.input.is_file() and is_video(cfg.input):
         info = video_info(cfg.input)
+        check_min_size(info.height, info.width, MIN_LR_SIDE, cfg.input, TOO_SMALL_FIX, what="its frame")
         frames = ((f"{index:08d}.png", rgb) for index, rgb in video_frames(cfg.input))
         return frames, info.frames, info.fps
     files = list_images(cfg.input)
+    for path in files:
+        check_min_size(*probe_image(path, cfg.convert), MIN_LR_SIDE, path, TOO_SMALL_FIX)
     root = cfg.input if cfg.input.is_dir() else cfg.input.parent
     names = [f.relative_to(root).with_suffix(".png").as_posix() for f in files]
     return ((name, read_image(f, cfg.convert)) for name, f in zip(names, files)), len(files), cfg.fps
@@ -53,10 +63,16 @@ def _frames(cfg: UpscaleConfig) -> tuple[Iterator[tuple[str, np.ndarray]], int, 
 def _sink(cfg: UpscaleConfig) -> str:
     """Where frames go: one image, a folder of PNGs, or a video (created on the first frame)."""
     out = cfg.output
+    suffix = out.suffix.lower()
     single_image = cfg.input.is_file() and not is_video(cfg.input)
-    if out.suffix.lower() in FOURCC:
+    if suffix in FOURCC:
         return "video"
+    if suffix in VIDEO_SUFFIXES:
+        raise ElsrError(f"cannot write {suffix} videos", path=out, fix=f"use one of {', '.join(FOURCC)}")
     if single_image and not out.is_dir():
+        if suffix and suffix not in IMAGE_SUFFIXES:
+            raise ElsrError(f"cannot write {suffix} images", path=out,
+                            fix=f"name the output .png, or use one of {', '.join(IMAGE_SUFFIXES[1:])}")
         return "image"
     if out.exists() and not out.is_dir():
         raise ElsrError("output must be a folder (or a video file) for this input", path=out)
@@ -68,13 +84,15 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
     from export.runtime import load_upscaler  # lazy: elsr does not load the export package at start-up
 
     upscaler = load_upscaler(cfg.model, device=cfg.device)
-    scale = upscaler.scale
-    frames, count, fps = _frames(cfg)
+    scale = require_upscaling(upscaler, cfg.model)
+    if not cfg.input.exists():
+        raise ElsrError("no such file or folder", path=cfg.input, fix="check --input")
     kind = _sink(cfg)
     taken = cfg.output.exists() and (kind != "folder" or any(cfg.output.iterdir()))
     if taken and not cfg.overwrite:
         raise ElsrError("output exists" if kind != "folder" else "output folder is not empty", path=cfg.output,
                         fix="pass --overwrite or choose another --output")
+    frames, count, fps = _frames(cfg)
 
     def bands(lr: np.ndarray) -> Iterator[np.ndarray]:
         """The output frame as row bands (bicubic | model with --compare), tiled to fit the memory budget."""
