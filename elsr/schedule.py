@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ BUILTIN_DIR = Path(__file__).parent / "schedules"
 LOSSES = ("l1", "mse")
 SCHEDULERS = ("constant", "step", "multistep", "cosine")
 INITS = ("scratch", "previous", "transfer")
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # stage names become folder names (stage1_<name>)
 
 
 @dataclass
@@ -123,6 +126,8 @@ def _validate(schedule: Schedule, source: str) -> None:
 
     if not schedule.stages:
         raise bad("stages", "the schedule has no stages")
+    if schedule.seed < 0:
+        raise bad("seed", f"must be 0 or positive, got {schedule.seed}")
     if schedule.prelu not in PRELU_MODES:
         raise bad("prelu", f"must be one of {PRELU_MODES}")
     if schedule.channels < 1:
@@ -132,6 +137,8 @@ def _validate(schedule: Schedule, source: str) -> None:
         raise bad("stages", "stage names must be unique")
     for i, stage in enumerate(schedule.stages):
         where = f"stage {stage.name!r}"
+        if not STAGE_NAME.fullmatch(stage.name):
+            raise bad(where, "a stage name must be letters, digits, '_', '-' or '.' (it names a folder)")
         if stage.scale not in SCALES:
             raise bad(where, f"scale must be one of {SCALES}, got {stage.scale}")
         for key in ("patch_size", "batch_size", "epochs"):
@@ -141,15 +148,18 @@ def _validate(schedule: Schedule, source: str) -> None:
             raise bad(where, "iters_per_epoch must be 0 (one pass) or positive")
         if stage.loss not in LOSSES:
             raise bad(where, f"loss must be one of {LOSSES}, got {stage.loss!r}")
-        if not stage.lr > 0:
-            raise bad(where, f"lr must be positive, got {stage.lr}")
-        if stage.weight_decay < 0:
-            raise bad(where, "weight_decay must not be negative")
+        if not (stage.lr > 0 and math.isfinite(stage.lr)):
+            raise bad(where, f"lr must be positive and finite, got {stage.lr}")
+        if not (stage.weight_decay >= 0 and math.isfinite(stage.weight_decay)):
+            raise bad(where, f"weight_decay must be 0 or a positive number, got {stage.weight_decay}")
         sched = stage.scheduler
         if sched.name not in SCHEDULERS:
             raise bad(where, f"scheduler.name must be one of {SCHEDULERS}, got {sched.name!r}")
-        if sched.step_size <= 0 or sched.gamma <= 0 or sched.eta_min < 0:
+        if sched.step_size <= 0 or not (sched.gamma > 0 and math.isfinite(sched.gamma)) \
+                or not (sched.eta_min >= 0 and math.isfinite(sched.eta_min)):
             raise bad(where, "scheduler step_size and gamma must be positive, eta_min not negative")
+        if any(m < 0 for m in sched.milestones) or sched.milestones != sorted(set(sched.milestones)):
+            raise bad(where, f"scheduler.milestones must be increasing epochs (0 or more), got {sched.milestones}")
         if i == 0 and stage.init in ("previous", "transfer"):
             raise bad(where, f"the first stage cannot start from {stage.init!r}; use scratch or a checkpoint path")
         if i > 0 and stage.init == "previous" and schedule.stages[i - 1].scale != stage.scale:
@@ -179,6 +189,9 @@ def resolve_schedule_path(name_or_path: str | Path) -> Path:
 
 def parse_schedule(data, source: str = "<schedule>") -> Schedule:
     """Build and validate a Schedule from parsed YAML data."""
+    if data is None:
+        raise ElsrError("the schedule file is empty", path=source,
+                        fix=f"write a mapping with name and stages, as in {BUILTIN_DIR / 'quick.yaml'}")
     schedule = _build(Schedule, data, "schedule", source)
     _validate(schedule, source)
     return schedule
@@ -189,6 +202,8 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
     path = resolve_schedule_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ElsrError("not a text (YAML) file", path=path, fix="pass a .yaml schedule") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""

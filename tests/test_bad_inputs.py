@@ -429,6 +429,26 @@ def _(t, kit):
     return train_argv(t, kit, schedule=existing(t / "s.yaml", "- x2\n- x4\n"))
 
 
+@case("train-schedule-empty-file", "s.yaml", "the schedule file is empty")
+def _(t, kit):
+    return train_argv(t, kit, schedule=existing(t / "s.yaml", ""))
+
+
+@case("train-schedule-negative-seed", "s.yaml", "seed: must be 0 or positive, got -1")
+def _(t, kit):
+    return train_argv(t, kit, schedule=schedule_with(t, lambda s: s.update(seed=-1)))
+
+
+@case("train-schedule-infinite-lr", "s.yaml", "lr must be positive and finite, got inf")
+def _(t, kit):
+    return train_argv(t, kit, schedule=schedule_with(t, lambda s: s["stages"][0].update(lr=float("inf"))))
+
+
+@case("train-schedule-stage-name-is-a-path", "s.yaml", "stage '../x2'", "names a folder")
+def _(t, kit):
+    return train_argv(t, kit, schedule=schedule_with(t, lambda s: s["stages"][0].update(name="../x2")))
+
+
 @case("train-run-exists", "run", "already exists", "--resume")
 def _(t, kit):
     setup = train_argv(t, kit)
@@ -561,6 +581,12 @@ def _(t, kit):
 @case("upscale-truncated-jpeg", "broken.jpg", "truncated")
 def _(t, kit):
     return upscale_argv(t, kit.x4, truncated_jpeg(t / "broken.jpg"))
+
+
+@case("upscale-folder-with-a-truncated-png", "zz_broken.png", "truncated PNG file")
+def _(t, kit):
+    src = folder_with(t / "src", lambda d: truncated_png(d / "zz_broken.png"), count=2, size=16)
+    return upscale_argv(t, kit.x4, src, t / "outdir")  # the last file: checked before img0.png is written
 
 
 @case("upscale-rgba", "alpha.png", "RGBA", "--convert")
