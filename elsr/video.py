@@ -89,4 +89,8 @@ def video_writer(path: Path, fps: float, width: int, height: int):
             target.unlink(missing_ok=True)
             raise
         writer.release()
+        if not target.is_file() or target.stat().st_size == 0:  # OpenCV reports no write error (a full disk)
+            target.unlink(missing_ok=True)
+            raise ElsrError("OpenCV wrote no video data", path=path,
+                            fix="check free disk space, or try an .avi output")
         target.replace(tmp)

@@ -14,7 +14,6 @@ fix they need and must pass once it is made (strict).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import pickle
 import shutil
@@ -578,6 +577,11 @@ def _(t, kit):
     return upscale_argv(t, kit.x4, garbage_video(t / "clip.mp4"), t / "big.mp4")
 
 
+@case("upscale-video-frames-smaller-than-receptive-field", "clip.avi", "its frame is 8x6 pixels", "9x9")
+def _(t, kit):
+    return upscale_argv(t, kit.x4, write_video(t / "clip.avi", [rgb(6, 8, seed=i) for i in range(3)]), t / "big.avi")
+
+
 @case("upscale-truncated-jpeg", "broken.jpg", "truncated")
 def _(t, kit):
     return upscale_argv(t, kit.x4, truncated_jpeg(t / "broken.jpg"))
@@ -803,8 +807,8 @@ def pickle_argv(t: Path, kit: Kit, command: str, evil: Path) -> Setup:
 def test_a_pickle_that_would_run_code_is_refused_without_running_it(command, zipped, in_subprocess, kit,
                                                                     tmp_path, capfd):
     evil = evil_checkpoint(tmp_path, zipped)
-    with pytest.raises(Exception):  # it does run code when loaded the unsafe way
-        pickle.loads(pickle.dumps(RunsCode(tmp_path / "probe" / "x")))  # (the folder is missing: open fails)
+    pickle.loads(pickle.dumps(RunsCode(tmp_path / "proof"))).close()  # unpickled the unsafe way, it runs code
+    assert (tmp_path / "proof").exists()
     setup = pickle_argv(tmp_path, kit, command, evil)
     code, err = run_elsr(setup.argv, capfd, in_subprocess)
     assert_refused(code, err, ("evil.pt", "refused to load", "could run code"))
@@ -906,11 +910,11 @@ def test_palette_png_is_converted_to_rgb_with_a_log_line(kit, tmp_path, capfd):
 
     image = rgb(16, 16)
     Image.fromarray(image).convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(tmp_path / "pal.png")
-    code = main(upscale_argv(tmp_path, kit.x4, tmp_path / "pal.png").argv[:1] + upscale_argv(
-        tmp_path, kit.x4, tmp_path / "pal.png").argv[2:])
+    assert cv2.imread(str(tmp_path / "pal.png"), cv2.IMREAD_UNCHANGED).shape == (16, 16, 3)  # OpenCV expands it
+    code = main(upscale_argv(tmp_path, kit.x4, tmp_path / "pal.png").argv)  # -q: warnings still show
     err = capfd.readouterr().err
     assert code == 0, err
-    assert "pal.png: palette image converted to RGB" in err
+    assert "pal.png: palette image converted to RGB" in err and len(err.strip().splitlines()) == 1
     assert cv2.imread(str(tmp_path / "out.png")).shape == (64, 64, 3)
 
 
@@ -960,11 +964,16 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(kit, tmp_path, capf
     assert not (run / "stage2_x4" / "last.pt").exists() and not leftovers(tmp_path)
 
 
-def test_debug_shows_the_traceback(tmp_path, capfd, monkeypatch):
-    monkeypatch.setenv("ELSR_DEBUG", "1")
+@pytest.mark.parametrize("how", ["--debug", "ELSR_DEBUG=1"])
+def test_debug_shows_the_traceback(how, tmp_path, monkeypatch):
+    """With --debug (or ELSR_DEBUG=1) the error propagates: Python prints its traceback."""
     from elsr.errors import ElsrError
-    with pytest.raises(ElsrError, match="nowhere"):
-        main(["eval", "-q", "--model", str(tmp_path / "nowhere.pt"), "--data", str(tmp_path)])
+
+    if how == "ELSR_DEBUG=1":
+        monkeypatch.setenv("ELSR_DEBUG", "1")
+    with pytest.raises(ElsrError, match="nowhere.pt: no such checkpoint file"):
+        main(["eval", "-q", *([how] if how.startswith("--") else []), "--model", str(tmp_path / "nowhere.pt"),
+              "--data", str(tmp_path)])
 
 
 def test_console_entry_truncated_png_one_line_even_from_c_libraries(kit, tmp_path):
@@ -982,6 +991,3 @@ def test_internal_failure_is_exit_code_1(kit, tmp_path, capfd, monkeypatch):
     assert code == 1 and err.startswith("elsr: internal error: ZeroDivisionError") and "--debug" in err
     assert len(err.splitlines()) == 1
 
-
-# keep the unused import of logging meaningful for readers running single cases with -s
-logging.getLogger(__name__)
