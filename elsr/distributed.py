@@ -227,6 +227,7 @@ def run_together(ctx: Context, fn: Callable[[], T]) -> T:
 
     A user error on one rank (a missing file on one node) thus ends the whole job with the same
     one line everywhere instead of leaving the other ranks waiting in their next collective.
+    ``fn`` itself must not use collectives: a rank that fails early would pair its next one with them.
     """
     error: ElsrError | None = None
     result = None

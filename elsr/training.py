@@ -235,8 +235,9 @@ class Trainer:
         with distributed.guard(self.ctx):
             return self._run()
 
-    def _setup(self) -> tuple[dict | None, FolderSource | HDF5Source, ValidationSet | None]:
-        """Everything that can fail on bad input, before the first step (run on every rank)."""
+    def _setup(self) -> tuple[dict | None, FolderSource | HDF5Source, ValidationSet | None, dict]:
+        """Everything that can fail on bad input, before the first step: run on every rank, and with
+        no collective step inside (a rank that fails here must not leave the others mid-collective)."""
         if self.ctx.enabled:
             self._check_inits()
         state, val = None, None
@@ -249,14 +250,15 @@ class Trainer:
             val = ValidationSet(self.cfg.val, self.cfg.convert)
         source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers,
                                     pin_memory=self.device.type == "cuda")
+        fingerprint = {}
         if self.ctx.enabled:
-            distributed.check_agreement(self.ctx, {
-                "schedule and options": schedule_digest(self.schedule, self.cfg.amp, __version__),
-                "training data": source.fingerprint()})
-        return state, source, val
+            fingerprint = {"schedule and options": schedule_digest(self.schedule, self.cfg.amp, __version__),
+                           "training data": source.fingerprint()}
+        return state, source, val, fingerprint
 
     def _run(self) -> dict:
-        state, source, val = distributed.run_together(self.ctx, self._setup)
+        state, source, val, fingerprint = distributed.run_together(self.ctx, self._setup)
+        distributed.check_agreement(self.ctx, fingerprint)
         state = distributed.broadcast(self.ctx, state)  # rank 0's resume decision and state, on every rank
         start_stage, start_epoch = 0, 0
         if state:

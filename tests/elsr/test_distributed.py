@@ -141,6 +141,29 @@ def test_per_rank_batch_and_disagreement_messages():
                               "Timed out waiting 5000ms")
 
 
+def test_run_together_raises_one_ranks_error_on_every_rank(monkeypatch):
+    """Rank 1 fails, rank 0 does not: both raise rank 1's line (all_gather faked: rank 1's view)."""
+    ctx = distributed.Context(rank=0, world_size=2)
+    monkeypatch.setattr(distributed, "all_gather", lambda c, obj: [obj, "data/x.h5: no such training data"])
+    with pytest.raises(ElsrError, match=r"^rank 1: data/x.h5: no such training data$"):
+        distributed.run_together(ctx, lambda: 42)
+    monkeypatch.setattr(distributed, "all_gather", lambda c, obj: [obj, None])
+    assert distributed.run_together(ctx, lambda: 42) == 42
+    with pytest.raises(ElsrError, match=r"^rank 0: out: a training run already exists here"):
+        distributed.run_together(ctx, lambda: (_ for _ in ()).throw(ElsrError("a training run already exists here",
+                                                                              path="out")))
+
+
+def test_ranks_that_disagree_about_schedule_or_data_are_refused(monkeypatch):
+    mine = {"schedule and options": "aaa", "training data": "bbb"}
+    other = {"schedule and options": "aaa", "training data": "ccc"}
+    monkeypatch.setattr(distributed, "all_gather", lambda c, obj: [obj, other])
+    with pytest.raises(ElsrError, match="disagree: rank 1 has another training data than rank 0.*same --train data"):
+        distributed.check_agreement(distributed.Context(rank=0, world_size=2), mine)
+    monkeypatch.setattr(distributed, "all_gather", lambda c, obj: [obj, dict(mine)])
+    distributed.check_agreement(distributed.Context(rank=0, world_size=2), mine)
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
