@@ -62,23 +62,24 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     return files
 
 
-def _png_problem(data: memoryview) -> str | None:
-    """Why a PNG file cannot be right (truncated, a chunk checksum wrong), or None."""
-    offset, size = len(PNG_SIGNATURE), len(data)
+def _png_chunks(data: memoryview) -> tuple[str | None, set[str]]:
+    """Why a PNG file cannot be right (truncated, damaged, a chunk checksum wrong) or None, and its chunk types."""
+    offset, size, kinds = len(PNG_SIGNATURE), len(data), set()
     while offset + 8 <= size:
         length = int.from_bytes(data[offset:offset + 4], "big")
         kind = bytes(data[offset + 4:offset + 8]).decode("latin-1")
         if not kind.isascii() or not kind.isalpha():
-            return f"damaged PNG file (no valid chunk at byte {offset})"
+            return f"damaged PNG file (no valid chunk at byte {offset})", kinds
         end = offset + 12 + length
         if end > size:
-            return f"truncated PNG file ({size} bytes; its {kind} chunk ends at byte {end})"
+            return f"truncated PNG file ({size} bytes; its {kind} chunk ends at byte {end})", kinds
         if zlib.crc32(data[offset + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
-            return f"corrupt PNG file (wrong checksum in its {kind} chunk)"
+            return f"corrupt PNG file (wrong checksum in its {kind} chunk)", kinds
+        kinds.add(kind)
         if kind == "IEND":
-            return None
+            return None, kinds
         offset = end
-    return f"truncated PNG file ({size} bytes; it ends before its IEND chunk)"
+    return f"truncated PNG file ({size} bytes; it ends before its IEND chunk)", kinds
 
 
 def _jpeg_problem(data: bytes) -> str | None:
@@ -118,8 +119,9 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
     return None
 
 
-def _read_checked(path: Path) -> bytes:
-    """The file's bytes, after the checks that need no decoding (exists, not truncated, not corrupt)."""
+def _read_checked(path: Path) -> tuple[bytes, set[str]]:
+    """The file's bytes (and its PNG chunk types), after the checks that need no decoding (exists, not
+    truncated, not corrupt)."""
     if not path.is_file():
         raise ElsrError("no such image file", path=path, fix="check the path")
     try:
@@ -128,15 +130,14 @@ def _read_checked(path: Path) -> bytes:
         raise from_os_error(exc, "cannot read image", path) from exc
     if not data:
         raise ElsrError("empty file (0 bytes)", path=path, fix=REEXPORT_HINT)
+    problem, chunks = None, set()
     if data.startswith(PNG_SIGNATURE):
-        problem = _png_problem(memoryview(data))
+        problem, chunks = _png_chunks(memoryview(data))
     elif data.startswith(JPEG_SIGNATURE):
         problem = _jpeg_problem(data)
-    else:
-        problem = None
     if problem:
         raise ElsrError(f"cannot decode image: {problem}", path=path, fix=REEXPORT_HINT)
-    return data
+    return data, chunks
 
 
 def _describe(img: np.ndarray) -> str | None:
@@ -187,7 +188,7 @@ def read_image(path: str | Path, convert: bool = False) -> np.ndarray:
     Palette PNGs are converted to RGB (with a log line); truncated and corrupt files are refused.
     """
     path = Path(path)
-    data = _read_checked(path)
+    data, _ = _read_checked(path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ElsrError("cannot decode image (corrupt, truncated or not an image)", path=path, fix=REEXPORT_HINT)
@@ -205,9 +206,11 @@ def probe_image(path: str | Path, convert: bool = False) -> tuple[int, int]:
     folder can be checked before any output is written; other formats are decoded.
     """
     path = Path(path)
-    data = _read_checked(path)
+    data, chunks = _read_checked(path)
     if data.startswith(PNG_SIGNATURE) and (header := _png_header(data)):
         height, width, depth, colour = header
+        if colour in (2, PNG_PALETTE) and "tRNS" in chunks:  # transparency: decoded with an alpha channel
+            colour = 6
         kinds = [*(["16-bit"] if depth == 16 else []), *([PNG_UNUSUAL[colour]] if colour in PNG_UNUSUAL else [])]
         _check_kinds(path, kinds, convert)
         return height, width

@@ -527,6 +527,17 @@ def _(t, kit):
     return eval_argv(t, kit.x4, folder_with(t / "hr", lambda d: unusual_png(d / "grey.png", "greyscale")))
 
 
+@case("eval-palette-png-with-transparency", "clear.png", "RGBA image", "--convert")
+def _(t, kit):
+    from PIL import Image
+
+    def build(folder: Path) -> Path:
+        image = Image.fromarray(rgb()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+        image.save(folder / "clear.png", transparency=0)  # a palette with a transparent entry: alpha matters
+        return folder / "clear.png"
+    return eval_argv(t, kit.x4, folder_with(t / "hr", build))
+
+
 @case("eval-json-exists", "scores.json", "exists", "--overwrite")
 def _(t, kit):
     return Setup(eval_argv(t, kit.x4, kit.hr, extra=["--json", str(existing(t / "scores.json"))]).argv,
