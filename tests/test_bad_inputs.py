@@ -377,7 +377,7 @@ def _(t, kit):
     return train_argv(t, kit, val=folder_with(t / "val", lambda d: unusual_png(d / "alpha.png", "RGBA")))
 
 
-@case("train-truncated-hdf5", "trunc.h5", "not a readable HDF5 file")
+@case("train-truncated-hdf5", "trunc.h5", "not a readable HDF5 file", subprocess=True)
 def _(t, kit):
     return train_argv(t, kit, train=truncated_h5(t, kit))
 
@@ -583,7 +583,7 @@ def _(t, kit):
     return upscale_argv(t, kit.x4, kit.hr / "img0.png", t / "out.txt")
 
 
-@case("upscale-unreadable-video", "clip.mp4", "cannot open video")
+@case("upscale-unreadable-video", "clip.mp4", "cannot open video", subprocess=True)
 def _(t, kit):
     return upscale_argv(t, kit.x4, garbage_video(t / "clip.mp4"), t / "big.mp4")
 
