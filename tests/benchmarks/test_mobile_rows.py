@@ -42,8 +42,7 @@ def test_rows_for_ort_and_tflite(models, artifacts):
     assert ort_row.status == "ok" and ort_row.precision == "int8 qat" and ort_row.gmac_per_s > 0
     assert ort_row.psnr_y == pytest.approx(evaluate(EvalConfig(model=artifacts["ort"], data=models.hr,
                                                                progress=False))["mean"]["model"]["psnr_y"])
-    if not HAS_LITERT:
-        assert rows["tflite"].status == "skipped: no TFLite interpreter (pip install 'elsr[tflite]')"
+    if not HAS_LITERT:  # no .tflite files to time (the skipped row is tested below)
         return
     for key, io in (("tflite", "float32"), ("tflite_u8", "uint8")):
         row = rows[f"tflite:{artifacts[key].name}"]
