@@ -34,8 +34,18 @@ PIXEL_RANGE = (0.0, 1.0)        # input/output range: scale 1/255, zero point 0
 OBSERVED = ("head", "body_conv1", "body_act", "body_conv2", "add")  # activations with learned ranges
 
 
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half to even, with a straight-through gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
 class ActFakeQuant(nn.Module):
-    """Per-tensor uint8 fake quantization; range from an EMA min/max observer, or fixed."""
+    """Per-tensor uint8 fake quantization.
+
+    The range comes from an EMA min/max observer, or is fixed; after ``learn_range()`` the scale
+    and zero point are trained with the network (LSQ, Esser et al. 2020): a learned range can clip
+    rare outliers to get finer steps where the values are.
+    """
 
     def __init__(self, fixed: tuple[float, float] | None = None, momentum: float = 0.01) -> None:
         super().__init__()
@@ -45,16 +55,40 @@ class ActFakeQuant(nn.Module):
         self.register_buffer("max_val", torch.tensor(hi))
         self.register_buffer("initialised", torch.tensor(fixed is not None))
         self.register_buffer("frozen", torch.tensor(fixed is not None))
+        self.register_buffer("learned", torch.tensor(False))
+        self.log_scale = nn.Parameter(torch.zeros(()))   # trained only once learned
+        self.zero_point = nn.Parameter(torch.zeros(()))  # in levels; used rounded
 
-    def qparams(self) -> tuple[float, int]:
-        """(scale, zero point): the range always holds 0 so zero padding stays exact."""
+    def observed_qparams(self) -> tuple[float, int]:
+        """(scale, zero point) of the observed range; the range always holds 0 so zero padding stays exact."""
         lo = min(float(self.min_val), 0.0)
         hi = max(float(self.max_val), 0.0)
         scale = max((hi - lo) / (ACT_QMAX - ACT_QMIN), 1e-8)
         zero_point = int(np.clip(round(ACT_QMIN - lo / scale), ACT_QMIN, ACT_QMAX))
         return scale, zero_point
 
+    def qparams(self) -> tuple[float, int]:
+        """(scale, zero point) the integer graph uses."""
+        if bool(self.learned):
+            zero_point = int(np.clip(torch.round(self.zero_point.detach()).item(), ACT_QMIN, ACT_QMAX))
+            return float(self.log_scale.detach().exp()), zero_point
+        return self.observed_qparams()
+
+    @torch.no_grad()
+    def learn_range(self) -> None:
+        """Start training scale and zero point from the observed range (observer off from now on)."""
+        scale, zero_point = self.observed_qparams()
+        self.log_scale.fill_(math.log(scale))
+        self.zero_point.fill_(float(zero_point))
+        self.learned.fill_(True)
+        self.frozen.fill_(True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(self.learned):
+            scale = self.log_scale.exp()
+            zero_point = torch.clamp(round_ste(self.zero_point), ACT_QMIN, ACT_QMAX)
+            levels = torch.clamp(round_ste(x / scale) + zero_point, ACT_QMIN, ACT_QMAX)
+            return (levels - zero_point) * scale
         if self.training and not bool(self.frozen):
             lo, hi = x.detach().min(), x.detach().max()
             if not bool(self.initialised):
@@ -106,6 +140,17 @@ class QuantELSR(nn.Module):
         for quant in self.quant.values():
             quant.frozen.fill_(True)
 
+    def learn_ranges(self) -> None:
+        """Train the observed activation ranges from now on (the pixel-grid ends stay fixed)."""
+        for name in OBSERVED:
+            self.quant[name].learn_range()
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("quant.")]
+
+    def range_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith("quant.")]
+
     def _conv(self, layer: nn.Conv2d, x: torch.Tensor, input_quant: str) -> torch.Tensor:
         w_scales = weight_scales(layer.weight)
         b_scales = self.quant[input_quant].qparams()[0] * w_scales
@@ -141,6 +186,38 @@ def float_taps(model: ELSR, x: torch.Tensor) -> dict[str, torch.Tensor]:
     added = head + c2
     return {"head": head, "body_conv1": c1, "body_act": act, "body_conv2": c2, "add": added,
             "tail": model.tail(added)}
+
+
+@torch.no_grad()
+def equalize_channels(model: ELSR, batches) -> ELSR:
+    """Rescale hidden channels so that each spans about the same range (cross-layer equalization,
+    Nagel et al. 2019): per-tensor uint8 steps then fit every channel, not only the widest one.
+
+    The function of the network is unchanged: ELSR is linear up to the PReLU, which commutes with
+    positive per-channel factors. One factor per channel is shared by head, body_conv2 and their
+    sum (the skip adds them), another by body_conv1 and the PReLU. ``batches``: LR input tensors.
+    """
+    out = copy.deepcopy(model).eval()
+    taps = [float_taps(out, x) for x in batches]
+
+    def spread(name: str) -> torch.Tensor:
+        t = torch.cat([tap[name].transpose(0, 1).flatten(1) for tap in taps], dim=1)
+        return (t.amax(dim=1) - t.amin(dim=1)).clamp_min(1e-6)
+
+    def factors(*names: str) -> torch.Tensor:
+        """Per channel: geometric mean over ``names`` of (widest channel's spread / this one's)."""
+        logs = [torch.log(spread(n).max() / spread(n)) for n in names]
+        return torch.exp(torch.stack(logs).mean(0))
+
+    skip, body = factors("head", "body_conv2", "add"), factors("body_conv1")
+    for layer, out_factor, in_factor in ((out.head, skip, None), (out.body_conv1, body, skip),
+                                         (out.body_conv2, skip, body), (out.tail, None, skip)):
+        if out_factor is not None:
+            layer.weight.mul_(out_factor[:, None, None, None])
+            layer.bias.mul_(out_factor)
+        if in_factor is not None:
+            layer.weight.div_(in_factor[None, :, None, None])
+    return out
 
 
 @dataclass
@@ -196,7 +273,10 @@ def load_qat_checkpoint(path) -> QuantELSR:
     if not isinstance(ckpt, dict) or ckpt.get("format") != QAT_FORMAT:
         raise ElsrError("not a QAT checkpoint", path=path, fix="pass the .qat.pt written by 'elsr quantize'")
     qmodel = QuantELSR(ELSR(ModelConfig.from_dict(ckpt["arch"])))
-    qmodel.load_state_dict(ckpt["model"])
+    state = {**qmodel.state_dict(), **ckpt["model"]}  # checkpoints from before learned ranges lack their keys
+    if set(state) != set(qmodel.state_dict()):
+        raise ElsrError("QAT checkpoint does not fit this ELSR model", path=path, fix="run 'elsr quantize' again")
+    qmodel.load_state_dict(state)
     return qmodel.eval()
 
 
@@ -210,7 +290,10 @@ class QATConfig:
     patch_size: int = 32           # LR pixels
     lr: float = 5e-4               # cosine-decayed to lr / 10
     loss: str = "mse"
-    freeze_fraction: float = 0.8   # share of the epochs (at the end) with frozen activation ranges
+    equalize: bool = True          # cross-layer equalization of the hidden channels before QAT
+    learn_ranges: bool = True      # train activation scales and zero points (LSQ) after calibration
+    range_lr: float = 1e-3         # their learning rate (log scale; zero point in levels), decayed as lr
+    freeze_fraction: float = 0.8   # observer ranges only: share of the epochs (at the end) with frozen ranges
     calibration_batches: int = 16  # forward passes that set the ranges before training
     seed: int = 0
 
@@ -219,23 +302,29 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
               log=None) -> tuple[QuantELSR, list[dict]]:
     """Fine-tune ``model`` with fake quantization; returns the best fake-quant model (by PSNR-Y)."""
     torch.manual_seed(cfg.seed)
-    qmodel = QuantELSR(model).to(device).train()
     scale = model.scale
+    if cfg.equalize:
+        model = equalize_channels(model.cpu(), [lr for lr, _ in source.batches(
+            scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches, (cfg.seed, 99, 0))])
+    qmodel = QuantELSR(model).to(device).train()
     with torch.no_grad():  # calibration: the observers see real patches before any update
         for lr_batch, _ in source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches,
                                           (cfg.seed, 99, 0)):
             qmodel(lr_batch.to(device))
-    optimizer = torch.optim.Adam([p for n, p in qmodel.named_parameters() if not n.startswith("quant.")],
-                                 lr=cfg.lr)
+    groups = [{"params": qmodel.weight_parameters(), "base_lr": cfg.lr}]
+    if cfg.learn_ranges:
+        qmodel.learn_ranges()
+        groups.append({"params": qmodel.range_parameters(), "base_lr": cfg.range_lr})
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     loss_fn = loss_function(cfg.loss)
-    freeze_at = cfg.epochs - max(1, round(cfg.epochs * cfg.freeze_fraction))
+    freeze_at = 0 if cfg.learn_ranges else cfg.epochs - max(1, round(cfg.epochs * cfg.freeze_fraction))
     best_state, best_psnr, history = None, -math.inf, []
     for epoch in range(cfg.epochs):
         if epoch == freeze_at:
             qmodel.freeze_observers()
         lr = cosine_lr(cfg.lr, cfg.lr / 10, epoch, cfg.epochs)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["base_lr"] / cfg.lr
         losses = []
         batches = source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.iters_per_epoch, (cfg.seed, 100, epoch))
         for lr_batch, hr_batch in tqdm(batches, total=cfg.iters_per_epoch, desc=f"qat {epoch + 1}/{cfg.epochs}",
@@ -252,7 +341,8 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
         history.append({"epoch": epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "frozen": frozen, **metrics})
         if log:
             log.info("qat epoch %d/%d: lr %.1e loss %.5f | fake-quant val %.3f dB Y%s", epoch + 1, cfg.epochs, lr,
-                     history[-1]["loss"], metrics["psnr_y"], " (ranges frozen)" if frozen else "")
+                     history[-1]["loss"], metrics["psnr_y"],
+                     " (ranges learned)" if cfg.learn_ranges else " (ranges frozen)" if frozen else "")
         if frozen and metrics["psnr_y"] > best_psnr:  # only states whose ranges are final
             best_psnr, best_state = metrics["psnr_y"], copy.deepcopy(qmodel.state_dict())
     qmodel.load_state_dict(best_state)

@@ -4,8 +4,8 @@ import torch
 
 from elsr.errors import ElsrError
 from elsr.model import ELSR, ModelConfig
-from elsr.quantization import (ActFakeQuant, QuantELSR, float_taps, load_qat_checkpoint, quant_params,
-                               save_qat_checkpoint)
+from elsr.quantization import (ActFakeQuant, QuantELSR, equalize_channels, float_taps, load_qat_checkpoint,
+                               quant_params, save_qat_checkpoint)
 
 
 def calibrated(scale=4, prelu="shared") -> QuantELSR:
@@ -91,3 +91,57 @@ def test_qat_checkpoint_round_trip(tmp_path):
     torch.save({"format": "elsr-checkpoint"}, tmp_path / "plain.pt")
     with pytest.raises(ElsrError, match="not a QAT checkpoint"):
         load_qat_checkpoint(tmp_path / "plain.pt")
+
+
+def test_learned_range_starts_at_the_observed_one_and_trains():
+    quant = ActFakeQuant().train()
+    x = torch.cat([torch.tensor([-0.5, 2.0]), torch.rand(1000, generator=torch.Generator().manual_seed(0)) * 2.4 - 0.45])
+    quant(x)
+    observed = quant.qparams()
+    before = quant(x).detach()
+    quant.learn_range()
+    assert quant.qparams() == pytest.approx(observed)
+    torch.testing.assert_close(quant(x), before, atol=1e-6, rtol=0)
+    quant(x * 3).pow(2).mean().backward()  # clipped values pull on the scale and the zero point
+    assert quant.log_scale.grad is not None and quant.log_scale.grad.abs() > 0
+    assert quant.zero_point.grad is not None and quant.zero_point.grad.abs() > 0
+    with torch.no_grad():
+        quant.log_scale.add_(0.3)
+        quant.zero_point.add_(7.4)
+    scale, zero_point = quant.qparams()
+    assert isinstance(zero_point, int) and zero_point == observed[1] + 7
+    assert scale == pytest.approx(observed[0] * np.exp(0.3), rel=1e-6)
+    assert quant(torch.zeros(1)).item() == 0.0  # zero stays exact
+
+
+def test_learned_ranges_only_for_the_observed_tensors():
+    q = calibrated()
+    q.learn_ranges()
+    assert {n for n, m in q.quant.items() if bool(m.learned)} == {"head", "body_conv1", "body_act", "body_conv2", "add"}
+    assert q.quant["input"].qparams() == pytest.approx((1 / 255, 0))
+    ranges, weights = {id(p) for p in q.range_parameters()}, {id(p) for p in q.weight_parameters()}
+    assert len(ranges) == 2 * len(q.quant) and not ranges & weights
+    assert ranges | weights == {id(p) for p in q.parameters()}
+
+
+@pytest.mark.parametrize("prelu", ["shared", "channel"])
+def test_equalization_keeps_the_function_and_evens_out_channel_ranges(prelu):
+    torch.manual_seed(4)
+    model = ELSR(ModelConfig(scale=2, prelu=prelu)).eval()
+    with torch.no_grad():
+        model.body_conv1.weight[0].mul_(8.0)  # one channel much wider than the others
+        model.body_conv1.bias[0].mul_(8.0)
+        model.head.weight[2].mul_(0.1)
+    batches = [torch.rand(2, 3, 20, 20) for _ in range(2)]
+    equalized = equalize_channels(model, batches)
+    x = torch.rand(1, 3, 15, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(equalized(x), model(x), atol=1e-5, rtol=1e-5)
+
+        def spread_ratio(m, name):
+            t = torch.cat([float_taps(m, b)[name] for b in batches])
+            spread = t.amax(dim=(0, 2, 3)) - t.amin(dim=(0, 2, 3))
+            return float(spread.max() / spread.min())
+
+        assert spread_ratio(equalized, "body_conv1") < 1.01 < spread_ratio(model, "body_conv1")
+        assert spread_ratio(equalized, "head") < spread_ratio(model, "head")

@@ -44,9 +44,16 @@ def test_onnxruntime_runs_the_int8_graph_in_integers(tmp_path):
     assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1 and ops["DepthToSpace"] == 1
 
 
-@pytest.mark.parametrize("prelu", ["shared", "channel"])
-def test_int8_output_equals_fake_quant_within_one_step(tmp_path, rng, prelu):
+@pytest.mark.parametrize("prelu,learned", [("shared", False), ("channel", False), ("shared", True)])
+def test_int8_output_equals_fake_quant_within_one_step(tmp_path, rng, prelu, learned):
     q = calibrated(prelu)
+    if learned:  # learned (LSQ) ranges, moved off their observed values
+        q.learn_ranges()
+        with torch.no_grad():
+            for name, quant in q.quant.items():
+                if bool(quant.learned):
+                    quant.log_scale.sub_(0.2)
+                    quant.zero_point.add_(3.3)
     path = save_model(build_int8_model(quant_params(q)), tmp_path / "int8.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = [smooth_image(rng, 45, 61), smooth_image(rng, 45, 61)]
