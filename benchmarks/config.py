@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elsr.errors import ElsrError
+from elsr.imageio import list_images
 
 DEFAULT_SIZE = (180, 320)  # LR height x width: one REDS x4 input frame
 DEFAULT_RUNS = 30
@@ -64,6 +65,8 @@ class BenchConfig:
             raise ElsrError(f"--runs must be >= 1 and --warmup >= 0 (got {self.runs}, {self.warmup})")
         if self.data is not None and not self.data.is_dir():
             raise ElsrError("no such folder of HR images", path=self.data, fix="check --data")
+        if self.data is not None:
+            list_images(self.data)  # an empty folder (or one without images) is refused here
         if self.video is not None and not self.video.exists():
             raise ElsrError("no such video file or frame folder", path=self.video, fix="check --video")
         if self.weights is None and not self.models:

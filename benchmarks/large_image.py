@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        args.json.write_text(text + "\n")
+        from elsr.fileio import write_text
+
+        write_text(args.json, text + "\n")
     return 0 if result["exit_code"] == 0 else 1
 
 

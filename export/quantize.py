@@ -21,6 +21,7 @@ from elsr.data import ValidationSet, open_training_data
 from elsr.errors import ElsrError
 from elsr.evaluate import EvalConfig, evaluate
 from elsr.fileio import write_text
+from elsr.imageio import list_images
 from elsr.inference import image_to_tensor, resolve_device
 from elsr.model import ELSR
 from elsr.quantization import (OBSERVED, QATConfig, QuantELSR, float_taps, load_qat_checkpoint, quant_params,
@@ -132,6 +133,8 @@ def quantize(cfg: QuantizeConfig) -> dict:
     scale = model.scale
     device = resolve_device(cfg.device)
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
+    for folder in {*([cfg.val] if cfg.val else []), *eval_sets}:  # before anything is written
+        list_images(folder)
     out = cfg.out
     ptq_out = out if cfg.method == "ptq" else out.with_name(f"{out.stem}_ptq.onnx")
     report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}}
