@@ -6,15 +6,18 @@ from pathlib import Path
 
 FOLDER = Path(__file__).parent
 MODELS = {
+    "x2": FOLDER / "elsr_x2.pt",             # FP32 checkpoint, x2 (stage 1 of the same run)
     "x4": FOLDER / "elsr_x4.pt",             # FP32 checkpoint
     "x4-onnx": FOLDER / "elsr_x4.onnx",      # FP32 ONNX
     "x4-int8": FOLDER / "elsr_x4_int8.onnx",  # INT8 QDQ ONNX (QAT), the default for upscaling
+    "x4-int8-ort": FOLDER / "elsr_x4_int8.ort",  # the same in ONNX Runtime's ORT format (mobile)
 }
 DEFAULT = "x4-int8"
 
 
 def pretrained(name: str = DEFAULT) -> Path:
-    """Path of a bundled model: x4 (FP32 checkpoint), x4-onnx (FP32 ONNX) or x4-int8 (INT8 ONNX)."""
+    """Path of a bundled model: x2 / x4 (FP32 checkpoints), x4-onnx (FP32 ONNX), x4-int8 (INT8 ONNX) or
+    x4-int8-ort (INT8, ORT format)."""
     from elsr.errors import ElsrError
 
     if name not in MODELS:

@@ -93,6 +93,10 @@ def test_bundled_models_are_the_default_and_agree(tmp_path, rng):
     fp32 = load_upscaler(MODELS["x4-onnx"])(read_image(src))
     assert int8.shape == fp32.shape == (120, 160, 3)
     assert np.abs(int8.astype(int) - fp32.astype(int)).mean() < 2.0  # INT8 stays close to FP32
+    ort_format = load_upscaler(MODELS["x4-int8-ort"])(read_image(src))
+    np.testing.assert_array_equal(ort_format, int8)  # the ORT file is the same INT8 model
+    x2, _ = load_model(MODELS["x2"], scale=2)
+    assert x2.scale == 2 and load_upscaler(MODELS["x2"])(read_image(src)).shape == (60, 80, 3)
 
 
 def test_interrupted_video_leaves_no_file(tmp_path, rng):
