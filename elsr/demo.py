@@ -107,6 +107,27 @@ def _comparisons(out: Path, val_dir: Path, results: dict[str, dict], upscalers: 
     return figures
 
 
+def export_mobile(model, meta: dict, qat_checkpoint: Path, out: Path) -> tuple[dict[str, Path], list[str]]:
+    """The INT8 mobile artifacts whose runtimes are installed (ORT format; TFLite with elsr[tflite]),
+    from the QAT checkpoint; a format that is missing or fails is a note, not the end of the demo."""
+    from export.formats import FORMATS, ExportRequest, load_qat_source
+
+    request = ExportRequest(model=model, meta=meta, qmodel=load_qat_source(qat_checkpoint))
+    written, notes = {}, []
+    for name, label in (("ort", "ELSR INT8, ORT format"), ("tflite", "ELSR INT8, TFLite")):
+        fmt = FORMATS[name]
+        path = out / fmt.default_name(model.scale, int8=True)
+        try:
+            fmt.ensure_available()
+            fmt.export(request, path)
+            fmt.check(request, path)
+            written[label] = path
+        except ElsrError as exc:
+            notes.append(f"{name}: not exported ({exc.one_line()})")
+            log.warning("demo: %s not exported: %s", name, exc.one_line())
+    return written, notes
+
+
 def run_demo(cfg: DemoConfig) -> Path:
     """Train on the built-in photos, export FP32 ONNX, QAT to INT8, benchmark, write report.md."""
     from benchmarks.bench import run_benchmark
@@ -129,20 +150,21 @@ def run_demo(cfg: DemoConfig) -> Path:
     int8_onnx = out / f"elsr_x{model.scale}_int8.onnx"
     quantize(QuantizeConfig(weights=model_path, out=int8_onnx, train=train_dir, val=val_dir, qat=cfg.qat,
                             device=cfg.device, overwrite=True, progress=cfg.progress))
+    mobile, mobile_notes = export_mobile(model, ckpt["meta"], int8_onnx.with_suffix(".qat.pt"), out)
     stamp("exported and quantized")
-    models = {"ELSR FP32": model_path, "ELSR INT8": int8_onnx}
+    models = {"ELSR FP32": model_path, "ELSR INT8": int8_onnx, **mobile}
     results = {name: evaluate(EvalConfig(model=path, data=val_dir, device=cfg.device, progress=False))
                for name, path in models.items()}
     write_text(out / "eval.json", json.dumps(results, indent=2))
-    bench = run_benchmark(BenchConfig(weights=model_path, models=[fp32_onnx, int8_onnx], data=val_dir,
-                                      runs=cfg.bench_runs))
+    bench = run_benchmark(BenchConfig(weights=model_path, models=[fp32_onnx, int8_onnx, *mobile.values()],
+                                      data=val_dir, runs=cfg.bench_runs))
     write_outputs(bench, out / "bench")
     stamp("benchmarked")
-    upscalers = {name: load_upscaler(path, device=cfg.device) for name, path in models.items()}
+    upscalers = {name: load_upscaler(path, device=cfg.device) for name, path in models.items() if name not in mobile}
     figures = _comparisons(out, val_dir, results, upscalers)
     minutes = (time.perf_counter() - started) / 60
     report = out / "report.md"
-    fp32, int8 = (results[name]["mean"]["model"] for name in models)
+    fp32, int8 = (results[name]["mean"]["model"] for name in ("ELSR FP32", "ELSR INT8"))
     bicubic = results["ELSR FP32"]["mean"]["bicubic"]
     write_text(report, "\n".join([
         "# ELSR demo report", "",
@@ -154,7 +176,11 @@ def run_demo(cfg: DemoConfig) -> Path:
         f"| ELSR FP32 | {fp32['psnr_y']:.2f} | {fp32['psnr_y'] - bicubic['psnr_y']:+.2f} | {fp32['ssim_y']:.4f} | "
         f"`{model_path.relative_to(out)}`, `{fp32_onnx.name}` |",
         f"| ELSR INT8 (QAT) | {int8['psnr_y']:.2f} | {int8['psnr_y'] - bicubic['psnr_y']:+.2f} | {int8['ssim_y']:.4f} | "
-        f"`{int8_onnx.name}` |", "",
+        f"`{int8_onnx.name}` |",
+        *[f"| {name} | {results[name]['mean']['model']['psnr_y']:.2f} | "
+          f"{results[name]['mean']['model']['psnr_y'] - bicubic['psnr_y']:+.2f} | "
+          f"{results[name]['mean']['model']['ssim_y']:.4f} | `{path.name}` |" for name, path in mobile.items()], "",
+        *[f"- {note}" for note in mobile_notes], "",
         "Per image (FP32):", "", format_table(results["ELSR FP32"]), "",
         f"Quantization details: `{int8_onnx.with_suffix('.report.md').name}`. Best training epoch: "
         f"{summary['gain_y_db']:+.2f} dB over bicubic. Wall time of this demo: {minutes:.1f} min.", "",

@@ -1,3 +1,4 @@
+import importlib.util
 import re
 
 from elsr.cli import main
@@ -21,8 +22,14 @@ def test_demo_writes_a_report_with_table_curves_and_pictures(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert re.search(r"\| \*\*mean\*\* \| \d+\.\d\d \| \d+\.\d\d \|", report)
     assert re.search(r"\| ELSR INT8 \(QAT\) \| \d+\.\d\d \|", report) and "| ort-cpu | elsr_x4_int8.onnx |" in report
-    for name in ("elsr_x4.onnx", "elsr_x4_int8.onnx", "bench/results.json", "bench/latency_vs_psnr.png"):
+    for name in ("elsr_x4.onnx", "elsr_x4_int8.onnx", "elsr_x4_int8.ort", "elsr_x4_int8.required_operators.config",
+                 "bench/results.json", "bench/latency_vs_psnr.png"):
         assert (out / name).is_file(), name
+    assert re.search(r"\| ELSR INT8, ORT format \| \d+\.\d\d \|", report) and "| ort-cpu | elsr_x4_int8.ort |" in report
+    if importlib.util.find_spec("ai_edge_litert"):  # the tflite extra (CI installs it)
+        assert (out / "elsr_x4_int8.tflite").is_file() and "| tflite | elsr_x4_int8.tflite |" in report
+    else:
+        assert "tflite: not exported" in report
     for name in HELD_OUT_PHOTOS:
         assert f"compare_{name}.png" in report and (out / f"compare_{name}.png").stat().st_size > 10_000
     assert (out / "train" / "loss.png").is_file() and (out / "train" / "psnr.png").is_file()
