@@ -243,13 +243,14 @@ class Trainer:
         state, val = None, None
         if self.ctx.is_main:  # rank 0 owns the run folder, decides about resuming and validates
             state = self._load_state()
+            val = ValidationSet(self.cfg.val, self.cfg.convert)
+        source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers,
+                                    pin_memory=self.device.type == "cuda")
+        if self.ctx.is_main:  # the inputs are good: only now is anything written
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write
                 stale.unlink(missing_ok=True)
             write_text(self.out / "schedule.json", json.dumps(self.schedule.to_dict(), indent=2))
-            val = ValidationSet(self.cfg.val, self.cfg.convert)
-        source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers,
-                                    pin_memory=self.device.type == "cuda")
         fingerprint = {}
         if self.ctx.enabled:
             fingerprint = {"schedule and options": schedule_digest(self.schedule, self.cfg.amp, __version__),
