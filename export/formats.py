@@ -25,7 +25,7 @@ from elsr.imageio import list_images, mod_crop, read_image
 from elsr.inference import image_to_array, super_resolve
 from elsr.metrics import image_metrics, psnr
 from elsr.model import ELSR
-from elsr.quantization import QuantELSR, quant_params
+from elsr.quantization import QuantELSR, QuantParams, quant_params
 
 from .onnx_fp32 import (CHECK_SHAPES, INPUT_NAME, MAX_CHECK_IMAGES, TOLERANCE, check_inputs, export_onnx,
                         onnx_metadata, require_parity)
@@ -46,7 +46,8 @@ class ExportRequest:
 
     model: ELSR
     meta: dict = field(default_factory=dict)
-    qmodel: QuantELSR | None = None           # INT8 from these QAT weights and ranges
+    qmodel: QuantELSR | None = None           # INT8 from these QAT weights and ranges (the fake-quant reference)
+    params: QuantParams | None = None         # its integer parameters when they come from a file (else from qmodel)
     fixed_shape: tuple[int, int, int, int] | None = None   # NCHW; None: dynamic batch, height, width
     uint8_io: bool = False                    # TFLite: uint8 RGB in and out
     opset: int | None = None                  # FP32 ONNX/ORT only
@@ -59,6 +60,10 @@ class ExportRequest:
     @property
     def precision(self) -> str:
         return "int8" if self.int8 else "fp32"
+
+    @property
+    def quant_params(self) -> QuantParams:
+        return self.params if self.params is not None else quant_params(self.qmodel)
 
 
 @dataclass
@@ -152,18 +157,19 @@ def _hidden_channels(scale: int, parameters: int | None, head_weight: np.ndarray
     return int(used.max()) + 1 if used.size else head_weight.shape[0]
 
 
-def qat_model_from_onnx(path: str | Path) -> QuantELSR:
-    """The QAT model an elsr INT8 ONNX file was built from (``elsr quantize`` / ``elsr export --int8``).
+def quant_params_from_onnx(path: str | Path) -> QuantParams:
+    """The QAT parameters an elsr INT8 ONNX file was built from (``elsr quantize`` / ``elsr export --int8``).
 
-    The file holds everything the integer graph needs: int8 weights with their scales, int32 biases,
-    activation scales and zero points, the PReLU slope. The returned fake-quant model reproduces
-    them (weights = int8 x scale, observer ranges set to give the same scale and zero point), so the
-    bundled ``elsr_x4_int8.onnx`` can be turned into other INT8 formats without its ``.qat.pt``.
+    The file holds everything the integer graph needs: int8 weights with their scales, int32 biases
+    with theirs, activation scales and zero points, the PReLU slope; the hidden channels' zero padding
+    is dropped. Building the INT8 graph from them gives the same file again, so the bundled
+    ``elsr_x4_int8.onnx`` can be turned into the other INT8 formats without its ``.qat.pt``.
     """
     import onnx
     from onnx import numpy_helper
 
     from elsr.model import ModelConfig
+    from elsr.quantization import ConvParams, QuantParams
 
     path = Path(path)
     if not path.is_file():
@@ -174,7 +180,9 @@ def qat_model_from_onnx(path: str | Path) -> QuantELSR:
         raise ElsrError(f"cannot read this ONNX file: {exc}", path=path) from exc
     props = {p.key: p.value for p in proto.metadata_props}
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    names = ("input", "head", "body_conv1", "body_act", "body_conv2", "add", "tail")
     needed = [f"{n}_{k}" for n in ("head", "body_conv1", "body_conv2", "tail") for k in ("w", "w_scale", "b", "b_scale")]
+    needed += [f"{n}_{k}" for n in names for k in ("scale", "zero_point")]
     if props.get("format") != "elsr-onnx" or not props.get("precision", "").startswith("int8") or \
             any(k not in inits for k in needed):
         raise ElsrError("not an INT8 ONNX model written by elsr", path=path,
@@ -186,32 +194,58 @@ def qat_model_from_onnx(path: str | Path) -> QuantELSR:
     parameters = int(props["parameters"]) if props.get("parameters", "").isdigit() else None
     c = _hidden_channels(scale, parameters, inits["head_w"], slope.size)
     config = ModelConfig(scale=scale, channels=c, prelu="shared" if slope.size == 1 else "channel")
-    model = ELSR(config)
     outputs = {"head": c, "body_conv1": c, "body_conv2": c, "tail": 3 * scale * scale}
     inputs = {"head": 3, "body_conv1": c, "body_conv2": c, "tail": c}
+    convs = {n: ConvParams(weight=inits[f"{n}_w"][:o, :inputs[n]].astype(np.int8),
+                           weight_scale=inits[f"{n}_w_scale"][:o].astype(np.float32),
+                           bias=inits[f"{n}_b"][:o].astype(np.int32),
+                           bias_scale=inits[f"{n}_b_scale"][:o].astype(np.float32)) for n, o in outputs.items()}
+    activations = {n: (float(inits[f"{n}_scale"]), int(inits[f"{n}_zero_point"])) for n in names}
+    return QuantParams(config, convs, activations, slope[:c] if slope.size > 1 else slope)
+
+
+def qat_model_from_params(params: QuantParams) -> QuantELSR:
+    """A frozen fake-quant model computing what ``params`` describe (weights = int8 x scale, observer ranges
+    giving the same scales and zero points): the reference the INT8 artifacts are checked against."""
+    model = ELSR(params.config)
     with torch.no_grad():
-        for name in outputs:
-            o, i = outputs[name], inputs[name]
-            weight = inits[f"{name}_w"][:o, :i].astype(np.float32) * inits[f"{name}_w_scale"][:o, None, None, None]
-            bias = inits[f"{name}_b"][:o].astype(np.float64) * inits[f"{name}_b_scale"][:o]
+        for name, conv in params.convs.items():
+            weight = conv.weight.astype(np.float32) * conv.weight_scale[:, None, None, None]
+            bias = conv.bias.astype(np.float64) * conv.bias_scale
             getattr(model, name).weight.copy_(torch.from_numpy(weight))
             getattr(model, name).bias.copy_(torch.from_numpy(bias.astype(np.float32)))
-        model.body_act.weight.copy_(torch.from_numpy(slope[: model.body_act.weight.numel()]))
+        model.body_act.weight.copy_(torch.from_numpy(params.slope.reshape(-1)))
     qmodel = QuantELSR(model)
     for name, quant in qmodel.quant.items():
-        q_scale, zero_point = float(inits[f"{name}_scale"]), int(inits[f"{name}_zero_point"])
-        quant.min_val.fill_(-zero_point * q_scale)
-        quant.max_val.fill_((255 - zero_point) * q_scale)
+        q_scale, zero_point = params.activations[name]
+        # float64 range ends, so (max - min) / 255 gives the stored scale back to the last bit
+        quant.min_val = torch.tensor(-zero_point * q_scale, dtype=torch.float64)
+        quant.max_val = torch.tensor((255 - zero_point) * q_scale, dtype=torch.float64)
         quant.initialised.fill_(True)
     qmodel.freeze_observers()
     return qmodel.eval()
 
 
-def load_qat_source(path: str | Path) -> QuantELSR:
-    """A QAT model from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built from one."""
+def qat_model_from_onnx(path: str | Path) -> QuantELSR:
+    """The fake-quant model of an elsr INT8 ONNX file (see ``quant_params_from_onnx``)."""
+    return qat_model_from_params(quant_params_from_onnx(path))
+
+
+def load_int8_source(path: str | Path) -> tuple[QuantELSR, QuantParams]:
+    """(fake-quant model, integer parameters) from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built
+    from one (whose parameters are taken as stored, bit for bit)."""
     from elsr.quantization import load_qat_checkpoint
 
-    return qat_model_from_onnx(path) if Path(path).suffix.lower() == ".onnx" else load_qat_checkpoint(path)
+    if Path(path).suffix.lower() == ".onnx":
+        params = quant_params_from_onnx(path)
+        return qat_model_from_params(params), params
+    qmodel = load_qat_checkpoint(path)
+    return qmodel, quant_params(qmodel)
+
+
+def load_qat_source(path: str | Path) -> QuantELSR:
+    """The QAT (fake-quant) model of a ``.qat.pt`` checkpoint or of the INT8 ``.onnx`` built from one."""
+    return load_int8_source(path)[0]
 
 
 # --------------------------------------------------------------------------------------- exporters
@@ -226,7 +260,7 @@ def onnx_model(request: ExportRequest):
 
     if request.int8:
         metadata = {**onnx_metadata(request.model, "int8", request.meta), "quantization": INT8_QUANTIZATION}
-        proto = build_int8_model(quant_params(request.qmodel), metadata)
+        proto = build_int8_model(request.quant_params, metadata)
     else:
         with tempfile.TemporaryDirectory(prefix="elsr-onnx-") as tmp:
             proto = onnx.load(str(export_onnx(request.model, Path(tmp) / "model.onnx", request.opset, request.meta)))
@@ -278,7 +312,7 @@ def export_tflite_file(request: ExportRequest, out: Path) -> Exported:
     if request.int8:
         meta["quantization"] = ("qat; int8 per-channel weights, int32 biases, int8 activations "
                                 "(our uint8 ranges shifted by 128)")
-        data = tflite.int8_tflite(quant_params(request.qmodel), request.fixed_shape, request.uint8_io, meta)
+        data = tflite.int8_tflite(request.quant_params, request.fixed_shape, request.uint8_io, meta)
     else:
         data = tflite.fp32_tflite(request.model, request.fixed_shape, request.uint8_io, meta)
     tflite.save_tflite(data, out)

@@ -200,10 +200,10 @@ def _qat_model(args, model: ELSR, out: Path):
     from elsr.inference import resolve_device
     from elsr.quantization import QATConfig, save_qat_checkpoint, train_qat
 
-    from .formats import load_qat_source
+    from .formats import load_int8_source
 
     if args.qat_checkpoint is not None:
-        qmodel = load_qat_source(args.qat_checkpoint)
+        qmodel, params = load_int8_source(args.qat_checkpoint)
         if qmodel.config != model.config:
             raise ElsrError(f"QAT checkpoint is a {qmodel.config} model but --weights is a {model.config} model",
                             path=args.qat_checkpoint, fix="pass the .qat.pt made from these weights")
@@ -215,7 +215,7 @@ def _qat_model(args, model: ELSR, out: Path):
             logging.getLogger(__name__).warning(
                 "%s: its float network's output differs from %s's by %.0f%% (it may come from other weights; "
                 "INT8 is compared with --weights)", args.qat_checkpoint, args.weights, 100 * drift)
-        return qmodel
+        return qmodel, params
     if args.train is None or args.val is None:
         raise ElsrError("--int8 needs the QAT weights and ranges",
                         fix="pass --qat-checkpoint QAT.pt, or --train DIR and --val DIR to run QAT now")
@@ -227,7 +227,7 @@ def _qat_model(args, model: ELSR, out: Path):
                                 log=logging.getLogger(__name__))
     save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history)
     print(f"wrote {out.with_suffix('.qat.pt')} (reuse it with --qat-checkpoint)")
-    return qmodel
+    return qmodel, None
 
 
 def run(args) -> int:
@@ -255,8 +255,8 @@ def run(args) -> int:
     images = list_images(args.check_images)[:MAX_CHECK_IMAGES] if args.check_images else []
     for data in args.validate:
         list_images(data)  # a missing folder fails now, not after QAT
-    qmodel = _qat_model(args, model, out) if args.int8 else None
-    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, fixed_shape, args.uint8_io, args.opset,
+    qmodel, params = _qat_model(args, model, out) if args.int8 else (None, None)
+    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, params, fixed_shape, args.uint8_io, args.opset,
                             images)
     exported = fmt.export(request, out)
     size = out.stat().st_size / 1024

@@ -2,6 +2,7 @@
 TFLite extra, INT8 from a QAT checkpoint, from an INT8 ONNX or from QAT run on the spot."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from elsr.checkpoint import save_checkpoint
 from elsr.cli import main
 from elsr.model import ELSR, ModelConfig
 from elsr.quantization import QuantELSR, quant_params, save_qat_checkpoint
-from export.formats import FORMATS, qat_model_from_onnx
+from export.formats import FORMATS, qat_model_from_onnx, quant_params_from_onnx
 from export.onnx_int8 import build_int8_model, save_model
 from export.onnx_fp32 import onnx_metadata
 from tests.helpers import image_folder
@@ -134,6 +135,20 @@ def test_qat_model_from_int8_onnx_equals_the_checkpoint(files):
             np.testing.assert_array_equal(getattr(a.convs[name], key), getattr(b.convs[name], key))
     assert {k: (np.float32(s), z) for k, (s, z) in a.activations.items()} == \
         {k: (np.float32(s), z) for k, (s, z) in b.activations.items()}
+
+
+def test_bundled_int8_onnx_rebuilds_bit_for_bit():
+    """The parameters read from the bundled INT8 ONNX build exactly the same graph again (every initializer)."""
+    import onnx
+    from onnx import numpy_helper
+
+    bundled = Path(__file__).resolve().parents[2] / "elsr" / "pretrained" / "elsr_x4_int8.onnx"
+    original = onnx.load(str(bundled))
+    rebuilt = build_int8_model(quant_params_from_onnx(bundled))
+    ours = {i.name: numpy_helper.to_array(i) for i in rebuilt.graph.initializer}
+    for init in original.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(init), ours[init.name], err_msg=init.name)
+    assert [n.SerializeToString() for n in original.graph.node] == [n.SerializeToString() for n in rebuilt.graph.node]
 
 
 @needs_litert
