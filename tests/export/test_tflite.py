@@ -195,9 +195,9 @@ def test_check_artifact_catches_a_wrong_graph(tmp_path):
 
 
 def test_bundled_int8_on_set5_within_budget(tmp_path, shared_data):
-    """The bundled QAT result (read back from elsr_x4_int8.onnx) as TFLite INT8 on Set5: the conversion costs
-    at most 0.01 dB against onnxruntime's INT8 graph of the same parameters. (The QAT model itself is 0.10 dB
-    below FP32 on Set5; that gap belongs to QAT, not to the format.)"""
+    """The bundled QAT result (read back from elsr_x4_int8.onnx) as TFLite INT8 on Set5: within the issue's
+    0.1 dB of FP32, and the conversion costs at most 0.01 dB against onnxruntime's INT8 graph of the same
+    parameters (the rest of the gap is the QAT model's own)."""
     from elsr.checkpoint import load_model
 
     model, _ = load_model(PRETRAINED / "elsr_x4.pt")
@@ -206,4 +206,4 @@ def test_bundled_int8_on_set5_within_budget(tmp_path, shared_data):
     ours = validate(path, model, shared_data / "Set5" / "HR")
     onnx_int8 = validate(PRETRAINED / "elsr_x4_int8.onnx", model, shared_data / "Set5" / "HR")
     assert abs(ours["psnr_y"] - onnx_int8["psnr_y"]) <= 0.01, (ours, onnx_int8)
-    assert -0.15 <= ours["delta_db"] < 0 and ours["psnr_y_vs_fp32"] > 40, ours
+    assert -0.1 <= ours["delta_db"] <= 0.05 and ours["psnr_y_vs_fp32"] > 40, ours  # the issue's TFLite budget
