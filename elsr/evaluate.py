@@ -88,7 +88,8 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint (model.pt) or ONNX model (.onnx, .ort)")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="checkpoint (model.pt), ONNX (.onnx FP32/INT8), ORT (.ort) or TFLite (.tflite) model")
     parser.add_argument("--data", type=Path, required=True, help="folder of HR images")
     parser.add_argument("--scale", type=int, help="expected scale (must match the model)")
     parser.add_argument("--lr", type=Path, help="folder of given LR images instead of MATLAB-bicubic downscaling")

@@ -146,7 +146,7 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (model.pt) or ONNX model (.onnx FP32/INT8, .ort); "
+                        help="checkpoint (model.pt), ONNX model (.onnx FP32/INT8, .ort) or TFLite (.tflite); "
                              "default: the bundled x4 INT8 model (elsr/pretrained/MODEL_CARD.md)")
     parser.add_argument("--input", type=Path, required=True, help="an image, a folder of images/frames, or a video")
     parser.add_argument("--output", type=Path, required=True,
