@@ -197,8 +197,8 @@ def equalize_channels(model: ELSR, batches) -> ELSR:
     positive per-channel factors. One factor per channel is shared by head, body_conv2 and their
     sum (the skip adds them), another by body_conv1 and the PReLU. ``batches``: LR input tensors.
     """
-    out = copy.deepcopy(model).eval()
-    taps = [float_taps(out, x) for x in batches]
+    out = copy.deepcopy(model).cpu().eval()
+    taps = [float_taps(out, x.cpu()) for x in batches]
 
     def spread(name: str) -> torch.Tensor:
         t = torch.cat([tap[name].transpose(0, 1).flatten(1) for tap in taps], dim=1)
@@ -303,13 +303,13 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
     """Fine-tune ``model`` with fake quantization; returns the best fake-quant model (by PSNR-Y)."""
     torch.manual_seed(cfg.seed)
     scale = model.scale
+    calibration = [lr for lr, _ in source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches,
+                                                  (cfg.seed, 99, 0))]
     if cfg.equalize:
-        model = equalize_channels(model.cpu(), [lr for lr, _ in source.batches(
-            scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches, (cfg.seed, 99, 0))])
+        model = equalize_channels(model, calibration)
     qmodel = QuantELSR(model).to(device).train()
     with torch.no_grad():  # calibration: the observers see real patches before any update
-        for lr_batch, _ in source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches,
-                                          (cfg.seed, 99, 0)):
+        for lr_batch in calibration:
             qmodel(lr_batch.to(device))
     groups = [{"params": qmodel.weight_parameters(), "base_lr": cfg.lr}]
     if cfg.learn_ranges:
