@@ -29,21 +29,37 @@ def auto_tile(max_memory_mb: float, width: int = 0, scale: int = 4, bands: int =
     return max(32, int(tile))
 
 
+def _spans(length: int, step: int, overlap: int, window: int | None) -> Iterator[tuple[int, int, int, int]]:
+    """Along one axis: (start, stop) of each kept span and (lo, hi) of the input it is computed from -
+    ``overlap`` pixels of context on each side, or, with ``window``, exactly that many pixels placed
+    inside the axis (for fixed-shape models)."""
+    for start in range(0, length, step):
+        stop = min(start + step, length)
+        if window is None:
+            lo, hi = max(0, start - overlap), min(length, stop + overlap)
+        else:
+            lo = min(max(start - overlap, 0), length - window)
+            hi = lo + window
+        yield start, stop, lo, hi
+
+
 def upscale_bands(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int, tile: int,
-                  overlap: int = 2 * RECEPTIVE_RADIUS) -> Iterator[np.ndarray]:
+                  overlap: int = 2 * RECEPTIVE_RADIUS, window: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """``upscale(lr)`` as full-width output row bands from top to bottom, each computed in tiles of
-    ``tile`` LR pixels a side with ``overlap`` pixels of context (0 or a small image: one band)."""
+    ``tile`` LR pixels a side with ``overlap`` pixels of context (0 or a small image: one band).
+
+    ``window`` (height, width): every tile is exactly that size instead (a fixed-shape model; the
+    image must be at least that large), keeping ``window - 2 * overlap`` pixels of each.
+    """
     height, width = lr.shape[:2]
-    if tile <= 0 or (height <= tile and width <= tile):
+    if window is None and (tile <= 0 or (height <= tile and width <= tile)):
         yield upscale(lr)
         return
-    for top in range(0, height, tile):
-        bottom = min(top + tile, height)
+    steps = (tile, tile) if window is None else tuple(max(side - 2 * overlap, 1) for side in window)
+    sides = window or (None, None)
+    for top, bottom, y0, y1 in _spans(height, steps[0], overlap, sides[0]):
         band = np.empty(((bottom - top) * scale, width * scale, 3), np.uint8)
-        for left in range(0, width, tile):
-            right = min(left + tile, width)
-            y0, x0 = max(0, top - overlap), max(0, left - overlap)
-            y1, x1 = min(height, bottom + overlap), min(width, right + overlap)
+        for left, right, x0, x1 in _spans(width, steps[1], overlap, sides[1]):
             sr = upscale(lr[y0:y1, x0:x1])
             band[:, left * scale: right * scale] = \
                 sr[(top - y0) * scale: (bottom - y0) * scale, (left - x0) * scale: (right - x0) * scale]
@@ -51,9 +67,9 @@ def upscale_bands(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, s
 
 
 def upscale_tiled(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int, tile: int,
-                  overlap: int = 2 * RECEPTIVE_RADIUS) -> np.ndarray:
-    """``upscale(lr)`` computed tile by tile, as one image."""
-    bands = upscale_bands(upscale, lr, scale, tile, overlap)
+                  overlap: int = 2 * RECEPTIVE_RADIUS, window: tuple[int, int] | None = None) -> np.ndarray:
+    """``upscale(lr)`` computed tile by tile (see :func:`upscale_bands`), as one image."""
+    bands = upscale_bands(upscale, lr, scale, tile, overlap, window)
     first = next(bands)
     if first.shape[0] == lr.shape[0] * scale:
         return first

@@ -11,6 +11,7 @@ from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
 from elsr.inference import array_to_image, image_to_array, resolve_device, super_resolve
 from elsr.model import RECEPTIVE_RADIUS
+from elsr.tiling import upscale_tiled
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -164,20 +165,9 @@ def fixed_size_tiles(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray
     padded by edge replication, which changes the pixels within the receptive radius of its bottom and
     right edges.
     """
-    th, tw = size
     height, width = lr.shape[:2]
-    padded = np.pad(lr, ((0, max(th - height, 0)), (0, max(tw - width, 0)), (0, 0)), mode="edge")
-    big_h, big_w = padded.shape[:2]
-    step_y, step_x = max(th - 2 * overlap, 1), max(tw - 2 * overlap, 1)
-    out = np.empty((big_h * scale, big_w * scale, 3), np.uint8)
-    for top in range(0, big_h, step_y):
-        y0, bottom = min(max(top - overlap, 0), big_h - th), min(top + step_y, big_h)
-        for left in range(0, big_w, step_x):
-            x0, right = min(max(left - overlap, 0), big_w - tw), min(left + step_x, big_w)
-            sr = upscale(padded[y0:y0 + th, x0:x0 + tw])
-            out[top * scale:bottom * scale, left * scale:right * scale] = \
-                sr[(top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]
-    return out[:height * scale, :width * scale]
+    padded = np.pad(lr, ((0, max(size[0] - height, 0)), (0, max(size[1] - width, 0)), (0, 0)), mode="edge")
+    return upscale_tiled(upscale, padded, scale, 0, overlap, window=size)[:height * scale, :width * scale]
 
 
 class TfliteUpscaler:
