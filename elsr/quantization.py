@@ -295,7 +295,25 @@ class QATConfig:
     range_lr: float = 1e-3         # their learning rate (log scale; zero point in levels), decayed as lr
     freeze_fraction: float = 0.8   # observer ranges only: share of the epochs (at the end) with frozen ranges
     calibration_batches: int = 16  # forward passes that set the ranges before training
+    distill: float = 0.0           # weight of the MSE to the FP32 model's output (0: ground truth only)
+    ema: float = 0.0               # decay of an exponential moving average of the weights and ranges (0: off)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema < 1.0:
+            raise ElsrError(f"ema decay must be in [0, 1), got {self.ema}", fix="e.g. 0.999; 0 turns it off")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ElsrError(f"distill weight must be in [0, 1], got {self.distill}",
+                            fix="0 trains on the HR images only, 1 on the FP32 model's outputs only")
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """Move ``ema``'s parameters towards ``model``'s; buffers (observer state) are copied."""
+    for averaged, current in zip(ema.parameters(), model.parameters()):
+        averaged.lerp_(current, 1.0 - decay)
+    for averaged, current in zip(ema.buffers(), model.buffers()):
+        averaged.copy_(current)
 
 
 def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, progress: bool = True,
@@ -305,6 +323,7 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
     scale = model.scale
     calibration = [lr for lr, _ in source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.calibration_batches,
                                                   (cfg.seed, 99, 0))]
+    teacher = copy.deepcopy(model).to(device).eval().requires_grad_(False) if cfg.distill else None
     if cfg.equalize:
         model = equalize_channels(model, calibration)
     qmodel = QuantELSR(model).to(device).train()
@@ -316,6 +335,7 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
         qmodel.learn_ranges()
         groups.append({"params": qmodel.range_parameters(), "base_lr": cfg.range_lr})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    ema = copy.deepcopy(qmodel).requires_grad_(False) if cfg.ema else None
     loss_fn = loss_function(cfg.loss)
     freeze_at = 0 if cfg.learn_ranges else cfg.epochs - max(1, round(cfg.epochs * cfg.freeze_fraction))
     best_state, best_psnr, history = None, -math.inf, []
@@ -329,22 +349,37 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
         batches = source.batches(scale, cfg.patch_size, cfg.batch_size, cfg.iters_per_epoch, (cfg.seed, 100, epoch))
         for lr_batch, hr_batch in tqdm(batches, total=cfg.iters_per_epoch, desc=f"qat {epoch + 1}/{cfg.epochs}",
                                        unit="it", leave=False, disable=None if progress else True):
-            loss = loss_fn(qmodel(lr_batch.to(device)), hr_batch.to(device))
+            lr_batch = lr_batch.to(device)
+            out = qmodel(lr_batch)
+            loss = loss_fn(out, hr_batch.to(device))
+            if teacher is not None:  # distillation: pull the INT8 model towards the FP32 function
+                with torch.no_grad():
+                    target = teacher(lr_batch)
+                loss = (1 - cfg.distill) * loss + cfg.distill * F.mse_loss(out, target)
             if not torch.isfinite(loss):
                 raise ElsrError(f"QAT loss became {loss.item()} in epoch {epoch + 1}", fix="lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                update_ema(ema, qmodel, cfg.ema)
             losses.append(loss.item())
         metrics = validate(qmodel, val, device)
         frozen = epoch >= freeze_at
         history.append({"epoch": epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "frozen": frozen, **metrics})
+        candidates = [(metrics["psnr_y"], qmodel)]
+        if ema is not None:
+            ema_psnr = validate(ema, val, device)["psnr_y"]
+            history[-1]["ema_psnr_y"] = ema_psnr
+            candidates.append((ema_psnr, ema))
         if log:
-            log.info("qat epoch %d/%d: lr %.1e loss %.5f | fake-quant val %.3f dB Y%s", epoch + 1, cfg.epochs, lr,
+            log.info("qat epoch %d/%d: lr %.1e loss %.5f | fake-quant val %.3f dB Y%s%s", epoch + 1, cfg.epochs, lr,
                      history[-1]["loss"], metrics["psnr_y"],
+                     f", EMA {history[-1]['ema_psnr_y']:.3f}" if ema is not None else "",
                      " (ranges learned)" if cfg.learn_ranges else " (ranges frozen)" if frozen else "")
-        if frozen and metrics["psnr_y"] > best_psnr:  # only states whose ranges are final
-            best_psnr, best_state = metrics["psnr_y"], copy.deepcopy(qmodel.state_dict())
+        for psnr, candidate in candidates:
+            if frozen and psnr > best_psnr:  # only states whose ranges are final
+                best_psnr, best_state = psnr, copy.deepcopy(candidate.state_dict())
     qmodel.load_state_dict(best_state)
     qmodel.freeze_observers()
     return qmodel.eval().cpu(), history

@@ -205,6 +205,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--patch-size", type=int, default=QATConfig.patch_size,
                         help="LR patch size for QAT and PTQ calibration")
     parser.add_argument("--batch-size", type=int, default=QATConfig.batch_size, help="QAT batch size")
+    parser.add_argument("--distill", type=float, default=QATConfig.distill,
+                        help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
+                             "the HR patch (default: %(default)s)")
+    parser.add_argument("--ema", type=float, default=QATConfig.ema,
+                        help="decay of a moving average of the QAT weights and ranges, validated each epoch "
+                             "beside the raw ones, e.g. 0.999 (default: off)")
     parser.add_argument("--qat-checkpoint", type=Path, help="reuse a .qat.pt instead of fine-tuning again")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--convert", action="store_true",
@@ -215,7 +221,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     qat = QATConfig(epochs=args.epochs, iters_per_epoch=args.iters, lr=args.lr, patch_size=args.patch_size,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, distill=args.distill, ema=args.ema)
     report = quantize(QuantizeConfig(weights=args.weights, out=args.out, method=args.method, train=args.train,
                                      val=args.val, eval_data=args.eval_data, qat=qat,
                                      qat_checkpoint=args.qat_checkpoint, device=args.device, convert=args.convert,

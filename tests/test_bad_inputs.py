@@ -714,6 +714,11 @@ def _(t, kit):
     return quantize_argv(t, kit.x4, kit.hr, "qat", extra=["--val", str(t / "nowhere")])
 
 
+@case("quantize-distill-weight-out-of-range", "distill weight must be in [0, 1], got 2.0")
+def _(t, kit):
+    return quantize_argv(t, kit.x4, kit.hr, "qat", extra=["--val", str(kit.hr), "--distill", "2"])
+
+
 # bench -----------------------------------------------------------------------------------------------------
 
 @case("bench-missing-data-folder", "nowhere", "no such folder of HR images")

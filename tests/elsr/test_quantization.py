@@ -145,3 +145,63 @@ def test_equalization_keeps_the_function_and_evens_out_channel_ranges(prelu):
 
         assert spread_ratio(equalized, "body_conv1") < 1.01 < spread_ratio(model, "body_conv1")
         assert spread_ratio(equalized, "head") < spread_ratio(model, "head")
+
+
+class BlackTargets:
+    """A training source whose HR patches are all black: only distillation can keep the model's function."""
+
+    def batches(self, scale, patch, batch_size, iters, seed, **_):
+        gen = torch.Generator().manual_seed(sum(seed))
+        for _ in range(iters):
+            lr = torch.rand(batch_size, 3, patch, patch, generator=gen)
+            yield lr, torch.zeros(batch_size, 3, patch * scale, patch * scale)
+
+
+@pytest.mark.parametrize("distill, ema", [(0.0, 0.0), (1.0, 0.0), (1.0, 0.9)])
+def test_distillation_follows_the_fp32_model_not_the_targets(tmp_path, rng, distill, ema):
+    from elsr.data import ValidationSet
+    from elsr.quantization import QATConfig, train_qat
+    from tests.helpers import image_folder, nearest_neighbour_elsr
+
+    model = nearest_neighbour_elsr(2)
+    val = ValidationSet(image_folder(tmp_path / "val", rng, count=1, size=(24, 24)))
+    cfg = QATConfig(epochs=2, iters_per_epoch=15, batch_size=4, patch_size=12, lr=1e-2, range_lr=1e-2,
+                    calibration_batches=2, distill=distill, ema=ema)
+    qmodel, history = train_qat(model, BlackTargets(), val, cfg, torch.device("cpu"), progress=False)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        error = float((qmodel(x) - model(x)).abs().mean())
+    assert ("ema_psnr_y" in history[-1]) == bool(ema)
+    if distill:
+        assert error < 0.05  # still close to the nearest-neighbour upscaler
+    else:
+        assert error > 0.1   # pulled towards the black targets
+
+
+def test_distill_weight_outside_0_1_is_refused():
+    from elsr.quantization import QATConfig
+
+    with pytest.raises(ElsrError, match="distill"):
+        QATConfig(distill=1.5)
+
+
+def test_ema_moves_parameters_part_way_and_copies_buffers():
+    from elsr.quantization import update_ema
+
+    ema, current = calibrated(), calibrated()
+    with torch.no_grad():
+        for p in current.parameters():
+            p.add_(1.0)
+        current.quant["head"].min_val.fill_(-3.0)
+    before = [p.clone() for p in ema.parameters()]
+    update_ema(ema, current, decay=0.75)
+    for old, new, target in zip(before, ema.parameters(), current.parameters()):
+        torch.testing.assert_close(new, old + 0.25 * (target - old))
+    assert float(ema.quant["head"].min_val) == -3.0
+
+
+def test_ema_decay_outside_0_1_is_refused():
+    from elsr.quantization import QATConfig
+
+    with pytest.raises(ElsrError, match="ema"):
+        QATConfig(ema=1.0)
