@@ -313,7 +313,7 @@ def _output(b: _Builder, x: int, scale: int, quantized: bool, uint8_io: bool) ->
 def fp32_tflite(model: ELSR, fixed_shape=None, uint8_io: bool = False, metadata: dict | None = None) -> bytes:
     """The FP32 TFLite flatbuffer of ``model`` (NHWC)."""
     b = _Builder(*_shape(fixed_shape))
-    s, f32 = b.s, b.s.TensorType.FLOAT32
+    f32 = b.s.TensorType.FLOAT32
     scale, c = model.scale, model.config.channels
     w = {name: getattr(model, name) for name in ("head", "body_conv1", "body_conv2", "tail")}
     weights = {n: layer.weight.detach().float().numpy() for n, layer in w.items()}
@@ -337,7 +337,7 @@ def fp32_tflite(model: ELSR, fixed_shape=None, uint8_io: bool = False, metadata:
 def int8_tflite(params: QuantParams, fixed_shape=None, uint8_io: bool = False, metadata: dict | None = None) -> bytes:
     """The INT8 TFLite flatbuffer of a QAT result: our weights, biases and ranges, unchanged (NHWC)."""
     b = _Builder(*_shape(fixed_shape))
-    s, i8 = b.s, b.s.TensorType.INT8
+    i8 = b.s.TensorType.INT8
     scale, act = params.config.scale, params.activations
     convs = dict(params.convs)
     order = dcr_order(3, scale)
