@@ -18,13 +18,16 @@ C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
 
 
+BT601_Y = (65.481, 128.553, 24.966)  # luma weights per RGB channel on 0..255, offset 16 (ITU-R BT.601)
+
+
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """HWC RGB on 0..255 -> float64 HW luma of ITU-R BT.601 on 16..235 (not rounded)."""
     if img.ndim != 3 or img.shape[2] != 3:
         raise ElsrError(f"Y channel needs an HWC RGB image, got shape {img.shape}",
                         fix="pass a 3-channel RGB image")
     rgb = img.astype(np.float64)
-    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966]) / 255.0
+    return 16.0 + rgb @ np.array(BT601_Y) / 255.0
 
 
 def _prepare(img: np.ndarray, ref: np.ndarray, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:

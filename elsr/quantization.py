@@ -290,6 +290,7 @@ class QATConfig:
     patch_size: int = 32           # LR pixels
     lr: float = 5e-4               # cosine-decayed to lr / 10
     loss: str = "mse"
+    luma_weight: float = 0.0       # share of the loss on the BT.601 luma error (see elsr.training.LumaWeightedLoss)
     equalize: bool = True          # cross-layer equalization of the hidden channels before QAT
     learn_ranges: bool = True      # train activation scales and zero points (LSQ) after calibration
     range_lr: float = 1e-3         # their learning rate (log scale; zero point in levels), decayed as lr
@@ -300,6 +301,9 @@ class QATConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.luma_weight <= 1.0:
+            raise ElsrError(f"luma weight must be in [0, 1], got {self.luma_weight}",
+                            fix="0 scores the RGB error only, 1 the luma (PSNR-Y) error only")
         if not 0.0 <= self.ema < 1.0:
             raise ElsrError(f"ema decay must be in [0, 1), got {self.ema}", fix="e.g. 0.999; 0 turns it off")
         if not 0.0 <= self.distill <= 1.0:
@@ -336,7 +340,7 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device, pr
         groups.append({"params": qmodel.range_parameters(), "base_lr": cfg.range_lr})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     ema = copy.deepcopy(qmodel).requires_grad_(False) if cfg.ema else None
-    loss_fn = loss_function(cfg.loss)
+    loss_fn = loss_function(cfg.loss, cfg.luma_weight).to(device)
     freeze_at = 0 if cfg.learn_ranges else cfg.epochs - max(1, round(cfg.epochs * cfg.freeze_fraction))
     best_state, best_psnr, history = None, -math.inf, []
     for epoch in range(cfg.epochs):

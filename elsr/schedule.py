@@ -47,6 +47,7 @@ class Stage:
     iters_per_epoch: int = 0    # 0: one pass over the HDF5 patches (required for image folders)
     init: str = "previous"      # scratch | previous | transfer (x2 -> x4) | path to a checkpoint
     weight_decay: float = 0.0
+    luma_weight: float = 0.0    # share of the loss on the BT.601 luma error (PSNR-Y's channel), the rest on RGB
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
     @property
@@ -150,6 +151,8 @@ def _validate(schedule: Schedule, source: str) -> None:
             raise bad(where, f"loss must be one of {LOSSES}, got {stage.loss!r}")
         if not (stage.lr > 0 and math.isfinite(stage.lr)):
             raise bad(where, f"lr must be positive and finite, got {stage.lr}")
+        if not (0.0 <= stage.luma_weight <= 1.0):
+            raise bad(where, f"luma_weight must be between 0 and 1, got {stage.luma_weight}")
         if not (stage.weight_decay >= 0 and math.isfinite(stage.weight_decay)):
             raise bad(where, f"weight_decay must be 0 or a positive number, got {stage.weight_decay}")
         sched = stage.scheduler

@@ -29,7 +29,7 @@ from .data import FolderSource, HDF5Source, ValidationSet, mean_metrics, open_tr
 from .errors import ElsrError
 from .fileio import atomic_path, write_text
 from .inference import resolve_device, super_resolve
-from .metrics import image_metrics
+from .metrics import BT601_Y, image_metrics
 from .model import ELSR, ModelConfig, count_parameters, load_weights
 from .plots import plot_history
 from .provenance import provenance
@@ -87,8 +87,29 @@ def cosine_lr(lr: float, eta_min: float, epoch: int, epochs: int) -> float:
     return eta_min + (lr - eta_min) * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs - 1)))
 
 
-def loss_function(name: str) -> nn.Module:
-    return nn.L1Loss() if name == "l1" else nn.MSELoss()
+class LumaWeightedLoss(nn.Module):
+    """L1 or MSE with a share ``luma_weight`` on the BT.601 luma of the error (what PSNR-Y scores)
+    and the rest on the RGB error. The luma weights are normalised to sum to 1, so a grey error of
+    e counts e in both parts."""
+
+    def __init__(self, name: str, luma_weight: float) -> None:
+        super().__init__()
+        self.base = nn.L1Loss() if name == "l1" else nn.MSELoss()
+        self.luma_weight = luma_weight
+        weights = torch.tensor(BT601_Y, dtype=torch.float32)
+        self.register_buffer("luma", (weights / weights.sum()).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        rgb = self.base(pred, target)
+        if not self.luma_weight:
+            return rgb
+        luma = self.luma.to(pred)
+        y = self.base((pred * luma).sum(1), (target * luma).sum(1))
+        return (1.0 - self.luma_weight) * rgb + self.luma_weight * y
+
+
+def loss_function(name: str, luma_weight: float = 0.0) -> nn.Module:
+    return LumaWeightedLoss(name, luma_weight)
 
 
 def stage_dir(out: Path, index: int, stage: Stage) -> Path:
@@ -305,17 +326,17 @@ class Trainer:
             optimizer.load_state_dict(resume["optimizer"])
             if scaler is not None and resume.get("scaler"):
                 scaler.load_state_dict(resume["scaler"])
-        loss_fn = loss_function(stage.loss)
+        loss_fn = loss_function(stage.loss, stage.luma_weight).to(self.device)
         iters = stage.iters_per_epoch or max(1, source.num_patches(stage.scale, stage.patch_size) // stage.batch_size)
         share = distributed.per_rank_batch(ctx, stage.batch_size, f"stage {stage.name!r}")
         bicubic = val.bicubic_scores(stage.scale) if main else {}
         folder = stage_dir(self.out, index, stage)
         if main:
             per_rank = f" ({share} on each of {ctx.world_size} processes)" if ctx.enabled else ""
+            loss_name = stage.loss.upper() + (f" ({stage.luma_weight:.0%} on luma)" if stage.luma_weight else "")
             log.info("stage %d/%d %s: x%d, %s, %dpx LR patches, batch %d%s, lr %.2g, %d epochs x %d iterations, "
                      "%d parameters; bicubic on validation: %.2f dB (Y)", index + 1, n_stages, stage.name,
-                     stage.scale, stage.loss.upper(), stage.patch_size, stage.batch_size, per_rank, stage.lr,
-                     stage.epochs, iters, count_parameters(model.fold()), bicubic["psnr_y"])
+                     stage.scale, loss_name, stage.patch_size, stage.batch_size, per_rank, stage.lr, stage.epochs, iters, count_parameters(model.fold()), bicubic["psnr_y"])
         for epoch in range(first_epoch, stage.epochs):
             lr = lr_for_epoch(stage, epoch)
             for group in optimizer.param_groups:

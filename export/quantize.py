@@ -208,6 +208,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--distill", type=float, default=QATConfig.distill,
                         help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
                              "the HR patch (default: %(default)s)")
+    parser.add_argument("--luma-weight", type=float, default=QATConfig.luma_weight,
+                        help="share (0-1) of the QAT loss on the BT.601 luma error, the channel PSNR-Y scores; the "
+                             "rest on RGB (default: %(default)s)")
     parser.add_argument("--ema", type=float, default=QATConfig.ema,
                         help="decay of a moving average of the QAT weights and ranges, validated each epoch "
                              "beside the raw ones, e.g. 0.999 (default: off)")
@@ -221,7 +224,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     qat = QATConfig(epochs=args.epochs, iters_per_epoch=args.iters, lr=args.lr, patch_size=args.patch_size,
-                    batch_size=args.batch_size, distill=args.distill, ema=args.ema)
+                    batch_size=args.batch_size, distill=args.distill, ema=args.ema,
+                    luma_weight=args.luma_weight)
     report = quantize(QuantizeConfig(weights=args.weights, out=args.out, method=args.method, train=args.train,
                                      val=args.val, eval_data=args.eval_data, qat=qat,
                                      qat_checkpoint=args.qat_checkpoint, device=args.device, convert=args.convert,

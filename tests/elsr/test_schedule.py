@@ -21,7 +21,8 @@ def write(tmp_path, data):
 
 
 def test_builtin_schedules_parse():
-    assert {"quick", "seed", "paper"} <= set(builtin_schedules())
+    assert {"quick", "seed", "paper", "luma"} <= set(builtin_schedules())
+    assert [s.luma_weight for s in load_schedule("luma").stages] == [0.9]
     paper = load_schedule("paper")
     assert len(paper.stages) == 6
     assert [s.scale for s in paper.stages] == [2, 4, 4, 4, 4, 4]
@@ -52,6 +53,8 @@ def test_unknown_key_names_file_and_key(tmp_path):
     ({"scale": 8}, "scale must be one of"),
     ({"init": "previous"}, "first stage cannot start"),
     ({"scheduler": {"name": "poly"}}, "scheduler.name"),
+    ({"luma_weight": 1.5}, "luma_weight must be between 0 and 1"),
+    ({"luma_weight": float("nan")}, "luma_weight must be between 0 and 1"),
 ])
 def test_bad_values(tmp_path, change, message):
     with pytest.raises(ElsrError, match=message):

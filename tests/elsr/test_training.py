@@ -154,3 +154,23 @@ def test_bf16_autocast_on_cpu_trains_and_fp16_needs_cuda(tmp_path, data):
             Trainer(config(tmp_path, data, "other", amp="fp16"))
     with pytest.raises(ElsrError, match="unknown --channels-last"):
         Trainer(config(tmp_path, data, "other", channels_last="maybe"))
+
+
+@pytest.mark.parametrize("base", ["l1", "mse"])
+def test_luma_weighted_loss(base):
+    from elsr.metrics import BT601_Y
+    from elsr.training import loss_function
+
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    plain = torch.nn.L1Loss() if base == "l1" else torch.nn.MSELoss()
+    torch.testing.assert_close(loss_function(base)(pred, target), plain(pred, target))
+    # an error with no luma (orthogonal to the BT.601 weights) costs nothing on luma alone
+    w = torch.tensor(BT601_Y)
+    chroma = torch.tensor([w[1], -w[0], 0.0]).view(1, 3, 1, 1) * 1e-3
+    luma_only = loss_function(base, 1.0)
+    assert float(luma_only(target + chroma, target)) < 1e-6 < float(plain(target + chroma, target))
+    # a grey error e counts e on luma and on RGB, so every mix gives the plain loss
+    grey = target + 0.1
+    for weight in (0.0, 0.5, 1.0):
+        torch.testing.assert_close(loss_function(base, weight)(grey, target), plain(grey, target))
