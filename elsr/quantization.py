@@ -301,9 +301,9 @@ class QATConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.luma_weight <= 1.0:
-            raise ElsrError(f"luma weight must be in [0, 1], got {self.luma_weight}",
-                            fix="0 scores the RGB error only, 1 the luma (PSNR-Y) error only")
+        if not 0.0 <= self.luma_weight < 1.0:
+            raise ElsrError(f"luma weight must be in [0, 1), got {self.luma_weight}",
+                            fix="0 scores the RGB error only; at 1 colour is unconstrained (RGB PSNR collapses)")
         if not 0.0 <= self.ema < 1.0:
             raise ElsrError(f"ema decay must be in [0, 1), got {self.ema}", fix="e.g. 0.999; 0 turns it off")
         if not 0.0 <= self.distill <= 1.0:

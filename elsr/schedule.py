@@ -151,8 +151,9 @@ def _validate(schedule: Schedule, source: str) -> None:
             raise bad(where, f"loss must be one of {LOSSES}, got {stage.loss!r}")
         if not (stage.lr > 0 and math.isfinite(stage.lr)):
             raise bad(where, f"lr must be positive and finite, got {stage.lr}")
-        if not (0.0 <= stage.luma_weight <= 1.0):
-            raise bad(where, f"luma_weight must be between 0 and 1, got {stage.luma_weight}")
+        if not (0.0 <= stage.luma_weight < 1.0):
+            raise bad(where, f"luma_weight must be at least 0 and below 1 (at 1 colour is unconstrained), "
+                             f"got {stage.luma_weight}")
         if not (stage.weight_decay >= 0 and math.isfinite(stage.weight_decay)):
             raise bad(where, f"weight_decay must be 0 or a positive number, got {stage.weight_decay}")
         sched = stage.scheduler

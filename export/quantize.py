@@ -209,8 +209,8 @@ def add_arguments(parser) -> None:
                         help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
                              "the HR patch (default: %(default)s)")
     parser.add_argument("--luma-weight", type=float, default=QATConfig.luma_weight,
-                        help="share (0-1) of the QAT loss on the BT.601 luma error, the channel PSNR-Y scores; the "
-                             "rest on RGB (default: %(default)s)")
+                        help="share (0 to below 1) of the QAT loss on the BT.601 luma error, the channel PSNR-Y "
+                             "scores; the rest on RGB keeps the colours (default: %(default)s)")
     parser.add_argument("--ema", type=float, default=QATConfig.ema,
                         help="decay of a moving average of the QAT weights and ranges, validated each epoch "
                              "beside the raw ones, e.g. 0.999 (default: off)")

@@ -200,8 +200,10 @@ def test_ema_moves_parameters_part_way_and_copies_buffers():
     assert float(ema.quant["head"].min_val) == -3.0
 
 
-def test_ema_decay_outside_0_1_is_refused():
+def test_ema_decay_and_luma_weight_outside_their_ranges_are_refused():
     from elsr.quantization import QATConfig
 
     with pytest.raises(ElsrError, match="ema"):
         QATConfig(ema=1.0)
+    with pytest.raises(ElsrError, match="luma weight"):
+        QATConfig(luma_weight=1.0)

@@ -53,8 +53,8 @@ def test_unknown_key_names_file_and_key(tmp_path):
     ({"scale": 8}, "scale must be one of"),
     ({"init": "previous"}, "first stage cannot start"),
     ({"scheduler": {"name": "poly"}}, "scheduler.name"),
-    ({"luma_weight": 1.5}, "luma_weight must be between 0 and 1"),
-    ({"luma_weight": float("nan")}, "luma_weight must be between 0 and 1"),
+    ({"luma_weight": 1.0}, "luma_weight must be at least 0 and below 1"),
+    ({"luma_weight": float("nan")}, "luma_weight must be at least 0 and below 1"),
 ])
 def test_bad_values(tmp_path, change, message):
     with pytest.raises(ElsrError, match=message):
