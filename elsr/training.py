@@ -336,7 +336,8 @@ class Trainer:
             loss_name = stage.loss.upper() + (f" ({stage.luma_weight:.0%} on luma)" if stage.luma_weight else "")
             log.info("stage %d/%d %s: x%d, %s, %dpx LR patches, batch %d%s, lr %.2g, %d epochs x %d iterations, "
                      "%d parameters; bicubic on validation: %.2f dB (Y)", index + 1, n_stages, stage.name,
-                     stage.scale, loss_name, stage.patch_size, stage.batch_size, per_rank, stage.lr, stage.epochs, iters, count_parameters(model.fold()), bicubic["psnr_y"])
+                     stage.scale, loss_name, stage.patch_size, stage.batch_size, per_rank, stage.lr, stage.epochs,
+                     iters, count_parameters(model.fold()), bicubic["psnr_y"])
         for epoch in range(first_epoch, stage.epochs):
             lr = lr_for_epoch(stage, epoch)
             for group in optimizer.param_groups:

@@ -174,3 +174,17 @@ def test_luma_weighted_loss(base):
     grey = target + 0.1
     for weight in (0.0, 0.5, 1.0):
         torch.testing.assert_close(loss_function(base, weight)(grey, target), plain(grey, target))
+
+
+def test_luma_weight_changes_the_training_and_is_logged(tmp_path, data, caplog):
+    plain = tiny_schedule(tmp_path / "plain.yaml")
+    spec = yaml.safe_load(plain.read_text())
+    spec["stages"][1]["luma_weight"] = 0.9
+    luma = tmp_path / "luma.yaml"
+    luma.write_text(yaml.safe_dump(spec))
+    train(config(tmp_path, data, out="plain", schedule=plain))
+    with caplog.at_level(logging.INFO):
+        train(config(tmp_path, data, out="luma", schedule=luma))
+    assert "MSE (90% on luma)" in caplog.text
+    a, b = weights(tmp_path / "plain" / "model.pt"), weights(tmp_path / "luma" / "model.pt")
+    assert not torch.equal(a["tail.weight"], b["tail.weight"])  # same seed and data: only the loss differs
