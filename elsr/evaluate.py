@@ -14,10 +14,9 @@ from .errors import ElsrError
 from .fileio import check_new_output, write_text
 from .imageio import check_min_size, list_images, mod_crop, read_image
 from .metrics import image_metrics
-from .model import RECEPTIVE_RADIUS
+from .model import MIN_LR_SIDE
 
 KEYS = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb")
-MIN_LR_SIDE = 2 * RECEPTIVE_RADIUS + 1  # an LR image smaller than this is all border: no output pixel sees real context
 
 
 @dataclass

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 SCALES = (2, 3, 4)
 RECEPTIVE_RADIUS = 4  # four 3x3 convs: an output pixel sees 4 LR pixels around its own
+MIN_LR_SIDE = 2 * RECEPTIVE_RADIUS + 1  # a smaller LR image is all border: no output pixel sees real context
 PRELU_MODES = ("shared", "channel")
 IN_CHANNELS = 3
 CONV_NAMES = ("head", "body_conv1", "body_conv2", "tail")

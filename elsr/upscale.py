@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from .degrade import upscale as bicubic
 from .errors import ElsrError
-from .evaluate import MIN_LR_SIDE, require_upscaling
+from .evaluate import require_upscaling
 from .imageio import IMAGE_SUFFIXES, check_min_size, list_images, probe_image, read_image, write_image
+from .model import MIN_LR_SIDE
 from .pngstream import png_writer
 from .pretrained import pretrained
 from .tiling import auto_tile, upscale_bands
