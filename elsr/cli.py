@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import OS_FIXES, ElsrError, os_reason
+from .errors import OS_FIXES, ElsrError, from_os_error
 
 # subcommand -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -79,8 +79,7 @@ def run_command(module: str, args: argparse.Namespace) -> int:
             raise
         if exc.errno not in OS_FIXES:
             return internal_error(exc)
-        error = ElsrError(os_reason(exc), path=exc.filename, fix=OS_FIXES[exc.errno])
-        print(f"elsr: error: {error.one_line()}", file=sys.stderr)
+        print(f"elsr: error: {from_os_error(exc).one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError as exc:
         if debug:

@@ -46,8 +46,10 @@ def os_reason(exc: OSError) -> str:
     return " ".join(str(exc.strerror or exc).split())[:200]
 
 
-def from_os_error(exc: OSError, doing: str, path: str | Path | None = None, fix: str | None = None) -> ElsrError:
-    """An ElsrError for an OSError met while ``doing`` something ("could not write file") to ``path``."""
+def from_os_error(exc: OSError, doing: str | None = None, path: str | Path | None = None,
+                  fix: str | None = None) -> ElsrError:
+    """An ElsrError for an OSError met while ``doing`` something ("could not write file") to ``path``
+    (by default the error's own file name)."""
     path = path if path is not None else exc.filename
-    return ElsrError(f"{doing}: {os_reason(exc)}", path=path,
+    return ElsrError(f"{doing}: {os_reason(exc)}" if doing else os_reason(exc), path=path,
                      fix=fix or OS_FIXES.get(exc.errno, "check the path, free disk space and permissions"))

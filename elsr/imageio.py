@@ -32,7 +32,8 @@ REEXPORT_HINT = "re-export or remove the file"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8"
 PNG_PALETTE = 3
-PNG_UNUSUAL = {0: "greyscale", 4: "greyscale with alpha", 6: "RGBA"}  # IHDR colour type -> description
+CHANNEL_KINDS = {1: "greyscale", 2: "greyscale with alpha", 4: "RGBA"}  # decoded channels -> description
+PNG_CHANNELS = {0: 1, 4: 2, 6: 4}  # IHDR colour type -> decoded channels (the unusual ones)
 JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -140,28 +141,23 @@ def _read_checked(path: Path) -> tuple[bytes, set[str]]:
     return data, chunks
 
 
-def _describe(img: np.ndarray) -> str | None:
-    """What is unusual about a decoded image, or None for 8-bit 3-channel."""
-    problems = []
-    if img.dtype != np.uint8:
-        problems.append(f"{img.dtype.itemsize * 8}-bit")
+def _describe(img: np.ndarray) -> list[str]:
+    """What is unusual about a decoded image (e.g. ["16-bit", "greyscale"]); empty for 8-bit 3-channel."""
+    kinds = [f"{img.dtype.itemsize * 8}-bit"] if img.dtype != np.uint8 else []
     channels = 1 if img.ndim == 2 else img.shape[2]
-    if channels == 1:
-        problems.append("greyscale")
-    elif channels == 2:
-        problems.append("greyscale with alpha")
-    elif channels == 4:
-        problems.append("RGBA")
-    elif channels != 3:
-        problems.append(f"{channels}-channel")
-    return " ".join(problems) + " image" if problems else None
+    if channels != 3:
+        kinds.append(CHANNEL_KINDS.get(channels, f"{channels}-channel"))
+    return kinds
 
 
-def _unusual(path: Path, unusual: str | None, convert: bool) -> None:
-    if unusual:
-        if not convert:
-            raise ElsrError(f"{unusual}, expected 8-bit RGB", path=path, fix=CONVERT_HINT)
-        log.warning("%s: %s converted to 8-bit RGB", path, unusual)
+def _check_kinds(path: Path, kinds: list[str], convert: bool, converting: bool = False) -> None:
+    """Refuse an unusual image unless ``convert``; ``converting``: log that it is being converted."""
+    if not kinds:
+        return
+    if not convert:
+        raise ElsrError(f"{' '.join(kinds)} image, expected 8-bit RGB", path=path, fix=CONVERT_HINT)
+    if converting:
+        log.warning("%s: %s image converted to 8-bit RGB", path, " ".join(kinds))
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:
@@ -180,6 +176,21 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, 2::-1])
 
 
+def _header_facts(data: bytes, chunks: set[str]) -> tuple[int, int, list[str]] | None:
+    """(height, width, what is unusual) from a PNG's or JPEG's header; None for other formats."""
+    if data.startswith(PNG_SIGNATURE) and (header := _png_header(data)):
+        height, width, depth, colour = header
+        if colour in (2, PNG_PALETTE) and "tRNS" in chunks:  # transparency: decoded with an alpha channel
+            colour = 6
+        kinds = [*(["16-bit"] if depth == 16 else []),
+                 *([CHANNEL_KINDS[PNG_CHANNELS[colour]]] if colour in PNG_CHANNELS else [])]
+        return height, width, kinds
+    if data.startswith(JPEG_SIGNATURE) and (header := _jpeg_header(data)):
+        height, width, precision, components = header
+        return height, width, [*([f"{precision}-bit"] if precision > 8 else []), *(["greyscale"] if components == 1 else [])]
+    return None
+
+
 def read_image(path: str | Path, convert: bool = False) -> np.ndarray:
     """Read an image as HWC uint8 RGB.
 
@@ -188,11 +199,12 @@ def read_image(path: str | Path, convert: bool = False) -> np.ndarray:
     Palette PNGs are converted to RGB (with a log line); truncated and corrupt files are refused.
     """
     path = Path(path)
-    data, _ = _read_checked(path)
+    data, chunks = _read_checked(path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ElsrError("cannot decode image (corrupt, truncated or not an image)", path=path, fix=REEXPORT_HINT)
-    _unusual(path, _describe(img), convert)
+    facts = _header_facts(data, chunks)  # the file's own description (OpenCV decodes grey+alpha as BGRA)
+    _check_kinds(path, facts[2] if facts else _describe(img), convert, converting=True)
     header = _png_header(data) if data.startswith(PNG_SIGNATURE) else None
     if header and header[3] == PNG_PALETTE and img.ndim == 3 and img.shape[2] == 3:
         log.warning("%s: palette image converted to RGB", path)
@@ -200,31 +212,17 @@ def read_image(path: str | Path, convert: bool = False) -> np.ndarray:
 
 
 def probe_image(path: str | Path, convert: bool = False) -> tuple[int, int]:
-    """(height, width) of an image, refusing what :func:`read_image` would refuse where the header tells.
+    """(height, width) of an image, refusing what :func:`read_image` would refuse.
 
     PNG and JPEG files are checked without decoding (structure, size, bit depth, colour type), so a
     folder can be checked before any output is written; other formats are decoded.
     """
     path = Path(path)
     data, chunks = _read_checked(path)
-    if data.startswith(PNG_SIGNATURE) and (header := _png_header(data)):
-        height, width, depth, colour = header
-        if colour in (2, PNG_PALETTE) and "tRNS" in chunks:  # transparency: decoded with an alpha channel
-            colour = 6
-        kinds = [*(["16-bit"] if depth == 16 else []), *([PNG_UNUSUAL[colour]] if colour in PNG_UNUSUAL else [])]
-        _check_kinds(path, kinds, convert)
-        return height, width
-    if data.startswith(JPEG_SIGNATURE) and (header := _jpeg_header(data)):
-        height, width, precision, components = header
-        kinds = [*([f"{precision}-bit"] if precision > 8 else []), *(["greyscale"] if components == 1 else [])]
-        _check_kinds(path, kinds, convert)
-        return height, width
+    if facts := _header_facts(data, chunks):
+        _check_kinds(path, facts[2], convert)
+        return facts[0], facts[1]
     return read_image(path, convert).shape[:2]
-
-
-def _check_kinds(path: Path, kinds: list[str], convert: bool) -> None:
-    if kinds and not convert:
-        raise ElsrError(f"{' '.join(kinds)} image, expected 8-bit RGB", path=path, fix=CONVERT_HINT)
 
 
 def check_min_size(height: int, width: int, min_side: int, path: str | Path, fix: str, what: str = "image") -> None:
