@@ -21,8 +21,11 @@ def write(tmp_path, data):
 
 
 def test_builtin_schedules_parse():
-    assert {"quick", "seed", "paper", "luma"} <= set(builtin_schedules())
+    assert {"quick", "seed", "paper", "luma", "x2"} <= set(builtin_schedules())
     assert [s.luma_weight for s in load_schedule("luma").stages] == [0.9]
+    x2 = load_schedule("x2")
+    assert {s.scale for s in x2.stages} == {2} and [s.loss for s in x2.stages] == ["l1", "l1", "mse", "mse"]
+    assert x2.stages[0].init == "scratch" and x2.stages[-1].luma_weight == 0.9
     paper = load_schedule("paper")
     assert len(paper.stages) == 6
     assert [s.scale for s in paper.stages] == [2, 4, 4, 4, 4, 4]
