@@ -6,7 +6,7 @@ from pathlib import Path
 
 FOLDER = Path(__file__).parent
 MODELS = {
-    "x2": FOLDER / "elsr_x2.pt",             # FP32 checkpoint, x2 (stage 1 of the same run)
+    "x2": FOLDER / "elsr_x2.pt",             # FP32 checkpoint, x2 (the x2 schedule)
     "x4": FOLDER / "elsr_x4.pt",             # FP32 checkpoint
     "x4-onnx": FOLDER / "elsr_x4.onnx",      # FP32 ONNX
     "x4-int8": FOLDER / "elsr_x4_int8.onnx",  # INT8 QDQ ONNX (QAT), the default for upscaling

@@ -1,0 +1,39 @@
+"""The bundled models score what elsr/pretrained/MODEL_CARD.md says (PSNR-Y, border = scale)."""
+
+import pytest
+
+from elsr.evaluate import EvalConfig, evaluate
+from elsr.pretrained import MODELS, pretrained
+
+# model card figures: (name, test set, PSNR-Y); the card rounds to 0.01 dB
+CARD = [("x4", "Set5", 29.74), ("x4", "Set14", 26.97), ("x4-int8", "Set5", 29.69), ("x4-int8", "Set14", 26.95),
+        ("x2", "Set5", 35.77), ("x2", "Set14", 31.84)]
+_scores: dict[tuple[str, str], dict] = {}
+
+
+def scores(shared_data, name: str, test_set: str) -> dict:
+    if (name, test_set) not in _scores:
+        _scores[name, test_set] = evaluate(EvalConfig(model=pretrained(name), data=shared_data / test_set / "HR",
+                                                      convert=True, progress=False))["mean"]
+    return _scores[name, test_set]
+
+
+def test_unknown_name_is_refused():
+    from elsr.errors import ElsrError
+    with pytest.raises(ElsrError, match="no bundled model 'x8'.*x4-int8"):
+        pretrained("x8")
+    assert all(path.is_file() for path in MODELS.values())
+
+
+@pytest.mark.parametrize("name,test_set,card", CARD)
+def test_bundled_model_scores_its_model_card_figure(shared_data, name, test_set, card):
+    mean = scores(shared_data, name, test_set)
+    assert mean["model"]["psnr_y"] == pytest.approx(card, abs=0.006)
+    assert mean["model"]["psnr_y"] > mean["bicubic"]["psnr_y"] + 0.8
+
+
+@pytest.mark.parametrize("test_set", ["Set5", "Set14"])
+def test_int8_models_are_within_005_db_of_fp32(shared_data, test_set):
+    fp32 = scores(shared_data, "x4", test_set)["model"]["psnr_y"]
+    for name in ("x4-int8", "x4-int8-ort"):
+        assert abs(scores(shared_data, name, test_set)["model"]["psnr_y"] - fp32) < 0.05, name
