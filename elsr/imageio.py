@@ -187,7 +187,8 @@ def _header_facts(data: bytes, chunks: set[str]) -> tuple[int, int, list[str]] |
         return height, width, kinds
     if data.startswith(JPEG_SIGNATURE) and (header := _jpeg_header(data)):
         height, width, precision, components = header
-        return height, width, [*([f"{precision}-bit"] if precision > 8 else []), *(["greyscale"] if components == 1 else [])]
+        kinds = [*([f"{precision}-bit"] if precision > 8 else []), *(["greyscale"] if components == 1 else [])]
+        return height, width, kinds
     return None
 
 
