@@ -12,6 +12,8 @@ _scores: dict[tuple[str, str], dict] = {}
 
 
 def scores(shared_data, name: str, test_set: str) -> dict:
+    if not (shared_data / test_set / "HR").is_dir():
+        pytest.skip(f"{test_set} not found in {shared_data}")
     if (name, test_set) not in _scores:
         _scores[name, test_set] = evaluate(EvalConfig(model=pretrained(name), data=shared_data / test_set / "HR",
                                                       convert=True, progress=False))["mean"]
