@@ -15,6 +15,7 @@ from .fileio import check_new_output, write_text
 from .imageio import check_min_size, list_images, mod_crop, read_image
 from .metrics import image_metrics
 from .model import MIN_LR_SIDE
+from .pretrained import MODELS, model_path
 
 KEYS = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb")
 
@@ -87,8 +88,9 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, required=True,
-                        help="checkpoint (model.pt), ONNX (.onnx FP32/INT8), ORT (.ort) or TFLite (.tflite) model")
+    parser.add_argument("--model", type=model_path, required=True,
+                        help="checkpoint (model.pt), ONNX (.onnx FP32/INT8), ORT (.ort) or TFLite (.tflite) model, "
+                             f"or a bundled model's name ({', '.join(MODELS)})")
     parser.add_argument("--data", type=Path, required=True, help="folder of HR images")
     parser.add_argument("--scale", type=int, help="expected scale (must match the model)")
     parser.add_argument("--lr", type=Path, help="folder of given LR images instead of MATLAB-bicubic downscaling")

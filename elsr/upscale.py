@@ -20,7 +20,7 @@ from .evaluate import require_upscaling
 from .imageio import IMAGE_SUFFIXES, check_min_size, list_images, probe_image, read_image, write_image
 from .model import MIN_LR_SIDE
 from .pngstream import png_writer
-from .pretrained import pretrained
+from .pretrained import MODELS, model_path, pretrained
 from .tiling import auto_tile, upscale_bands
 from .video import DEFAULT_FPS, FOURCC, VIDEO_SUFFIXES, is_video, video_frames, video_info, video_writer
 
@@ -146,9 +146,10 @@ def upscale_files(cfg: UpscaleConfig) -> list[Path]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint (model.pt), ONNX model (.onnx FP32/INT8, .ort) or TFLite (.tflite); "
-                             "default: the bundled x4 INT8 model (elsr/pretrained/MODEL_CARD.md)")
+    parser.add_argument("--model", type=model_path, default=None,
+                        help="checkpoint (model.pt), ONNX model (.onnx FP32/INT8, .ort), TFLite (.tflite) or a "
+                             f"bundled model's name ({', '.join(MODELS)}); default: the bundled x4 INT8 model "
+                             "(elsr/pretrained/MODEL_CARD.md)")
     parser.add_argument("--input", type=Path, required=True, help="an image, a folder of images/frames, or a video")
     parser.add_argument("--output", type=Path, required=True,
                         help="output image, folder (PNG frames, same names), or video (.mp4, .avi, ...)")

@@ -11,6 +11,7 @@ from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
 from elsr.inference import array_to_image, image_to_array, resolve_device, super_resolve
 from elsr.model import RECEPTIVE_RADIUS
+from elsr.pretrained import MODELS
 from elsr.tiling import upscale_tiled
 
 if TYPE_CHECKING:
@@ -225,4 +226,5 @@ def load_upscaler(path: str | Path, scale: int | None = None, device: str = "aut
     if suffix in TFLITE_SUFFIXES:
         return TfliteUpscaler(path, scale, device, threads)
     raise ElsrError(f"unknown model file type {path.suffix or '(no suffix)'!r}", path=path,
-                    fix=f"use one of {', '.join(TORCH_SUFFIXES + ONNX_SUFFIXES + TFLITE_SUFFIXES)}")
+                    fix=f"use one of {', '.join(TORCH_SUFFIXES + ONNX_SUFFIXES + TFLITE_SUFFIXES)}, "
+                        f"or a bundled model's name: {', '.join(MODELS)}")

@@ -23,3 +23,11 @@ def pretrained(name: str = DEFAULT) -> Path:
     if name not in MODELS:
         raise ElsrError(f"no bundled model {name!r}", fix=f"use one of {', '.join(MODELS)}")
     return MODELS[name]
+
+
+def model_path(value: str) -> Path:
+    """A ``--model`` value: an existing file, else the name of a bundled model (``x2``, ``x4-int8``, ...)."""
+    path = Path(value)
+    if path.exists() or value not in MODELS:
+        return path
+    return MODELS[value]

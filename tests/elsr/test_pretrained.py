@@ -1,9 +1,11 @@
 """The bundled models score what elsr/pretrained/MODEL_CARD.md says (PSNR-Y, border = scale)."""
 
+from pathlib import Path
+
 import pytest
 
 from elsr.evaluate import EvalConfig, evaluate
-from elsr.pretrained import MODELS, pretrained
+from elsr.pretrained import MODELS, model_path, pretrained
 
 # model card figures: (name, test set, PSNR-Y); the card rounds to 0.01 dB
 CARD = [("x4", "Set5", 29.74), ("x4", "Set14", 26.97), ("x4-int8", "Set5", 29.69), ("x4-int8", "Set14", 26.95),
@@ -39,3 +41,24 @@ def test_int8_models_are_within_005_db_of_fp32(shared_data, test_set):
     fp32 = scores(shared_data, "x4", test_set)["model"]["psnr_y"]
     for name in ("x4-int8", "x4-int8-ort"):
         assert abs(scores(shared_data, name, test_set)["model"]["psnr_y"] - fp32) < 0.05, name
+
+
+def test_model_path_takes_a_bundled_name_unless_a_file_has_it(tmp_path, monkeypatch):
+    assert model_path("x2") == MODELS["x2"] and model_path("x4-int8-ort") == MODELS["x4-int8-ort"]
+    assert model_path("runs/x/model.pt") == Path("runs/x/model.pt")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x2").write_bytes(b"mine")
+    assert model_path("x2") == Path("x2")  # a file of that name wins
+
+
+def test_upscale_and_eval_take_a_bundled_name(tmp_path, rng, capsys):
+    from elsr.cli import main
+    from elsr.imageio import read_image
+    from tests.helpers import image_folder
+
+    folder = image_folder(tmp_path / "in", rng, 1, (30, 40))
+    argv = ["upscale", "--model", "x2", "--input", str(folder / "img0.png"), "--output", str(tmp_path / "o.png")]
+    assert main(argv) == 0
+    assert read_image(tmp_path / "o.png").shape == (60, 80, 3)
+    assert main(["eval", "--model", "x2", "--data", str(folder)]) == 0
+    assert "x2, border 2" in capsys.readouterr().out
