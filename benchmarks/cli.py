@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from elsr.pretrained import model_path
 from elsr.provenance import command_line
 
 from .backends import BACKENDS
@@ -20,9 +21,11 @@ def backends_help() -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--weights", type=Path, metavar="CKPT", help="PyTorch checkpoint: the torch rows")
-    parser.add_argument("--onnx", "--models", type=Path, nargs="+", default=[], dest="models", metavar="MODEL",
-                        help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite")
+    parser.add_argument("--weights", type=model_path, metavar="CKPT",
+                        help="PyTorch checkpoint (or x2 / x4, a bundled one): the torch rows")
+    parser.add_argument("--onnx", "--models", type=model_path, nargs="+", default=[], dest="models", metavar="MODEL",
+                        help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite; "
+                             "or bundled models' names (x4-onnx, x4-int8, x4-int8-ort)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="HR images: PSNR/SSIM of each row as `elsr eval` reports it, plus a bicubic row")
     parser.add_argument("--size", default="180x320", metavar="HxW",

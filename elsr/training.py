@@ -32,6 +32,7 @@ from .inference import resolve_device, super_resolve
 from .metrics import BT601_Y, image_metrics
 from .model import ELSR, ModelConfig, count_parameters, load_weights
 from .plots import plot_history
+from .pretrained import model_path
 from .provenance import provenance
 from .schedule import Schedule, Stage, load_schedule
 
@@ -456,8 +457,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     parser.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
-    parser.add_argument("--weights", type=Path, help="start the first stage from this checkpoint "
-                        "(a x2 checkpoint for a x4 stage is transferred, tail re-initialised)")
+    parser.add_argument("--weights", type=model_path, help="start the first stage from this checkpoint "
+                        "or bundled model (x2, x4; a x2 checkpoint for a x4 stage is transferred, tail re-initialised)")
     parser.add_argument("--seed", type=int, help="override the schedule's seed")
     parser.add_argument("--length", type=float, default=1.0,
                         help="multiply every stage's epochs by this factor, e.g. 0.1 for a short try (default: 1)")

@@ -23,6 +23,7 @@ from elsr.fileio import atomic_path
 from elsr.imageio import list_images, read_image
 from elsr.inference import image_to_array
 from elsr.model import ELSR, count_parameters
+from elsr.pretrained import model_path
 from elsr.provenance import provenance
 
 from .runtime import onnx_session
@@ -160,7 +161,8 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 def add_arguments(parser) -> None:
     from .formats import FORMATS
 
-    parser.add_argument("--weights", type=Path, required=True, help="checkpoint to export (model.pt)")
+    parser.add_argument("--weights", type=model_path, required=True,
+                        help="checkpoint to export (model.pt), or x2 / x4 for a bundled one")
     parser.add_argument("--out", type=Path,
                         help="output file (default: elsr_x{scale}[_int8][_uint8io].{onnx,ort,tflite} here)")
     parser.add_argument("--format", default="onnx", choices=list(FORMATS),

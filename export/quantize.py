@@ -24,6 +24,7 @@ from elsr.fileio import write_text
 from elsr.imageio import list_images
 from elsr.inference import image_to_tensor, resolve_device
 from elsr.model import ELSR
+from elsr.pretrained import model_path
 from elsr.quantization import (OBSERVED, QATConfig, QuantELSR, float_taps, load_qat_checkpoint, quant_params,
                                save_qat_checkpoint, train_qat)
 
@@ -192,7 +193,8 @@ def format_report(report: dict) -> str:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--weights", type=Path, required=True, help="trained FP32 checkpoint (model.pt)")
+    parser.add_argument("--weights", type=model_path, required=True,
+                        help="trained FP32 checkpoint (model.pt), or x4 for the bundled one")
     parser.add_argument("--method", default="qat", choices=METHODS)
     parser.add_argument("--train", type=Path, required=True, help="training images or .h5 (QAT data, PTQ calibration)")
     parser.add_argument("--val", type=Path, help="validation HR images (QAT model selection, report)")

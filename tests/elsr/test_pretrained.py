@@ -62,3 +62,10 @@ def test_upscale_and_eval_take_a_bundled_name(tmp_path, rng, capsys):
     assert read_image(tmp_path / "o.png").shape == (60, 80, 3)
     assert main(["eval", "--model", "x2", "--data", str(folder)]) == 0
     assert "x2, border 2" in capsys.readouterr().out
+
+
+def test_export_takes_a_bundled_name(tmp_path):
+    from elsr.cli import main
+
+    assert main(["export", "--weights", "x4", "--out", str(tmp_path / "x4.onnx")]) == 0
+    assert (tmp_path / "x4.onnx").stat().st_size > 10_000
