@@ -26,7 +26,7 @@ def pretrained(name: str = DEFAULT) -> Path:
 
 
 def model_path(value: str) -> Path:
-    """A ``--model`` value: an existing file, else the name of a bundled model (``x2``, ``x4-int8``, ...)."""
+    """A --model / --weights value: an existing file, else the name of a bundled model (``x2``, ``x4-int8``, ...)."""
     path = Path(value)
     if path.exists() or value not in MODELS:
         return path
