@@ -1,7 +1,7 @@
 """ELSR: extreme low-power super-resolution, from training to a phone.
 
 >>> from elsr import load_model, super_resolve, read_image, write_image
->>> model, _ = load_model("runs/quick/model.pt")
+>>> model, _ = load_model("x4")  # a bundled model's name, or a checkpoint path
 >>> write_image("big.png", super_resolve(model, read_image("small.png")))
 """
 

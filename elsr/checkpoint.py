@@ -18,6 +18,7 @@ import torch
 from .errors import ElsrError
 from .fileio import atomic_path
 from .model import ELSR, ModelConfig, load_weights
+from .pretrained import model_path
 
 FORMAT = "elsr-checkpoint"
 VERSION = 1
@@ -132,10 +133,12 @@ def infer_arch(state: dict[str, torch.Tensor], path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, scale: int | None = None) -> tuple[ELSR, dict]:
-    """Build the model a checkpoint describes and load its weights (eval mode).
+    """Build the model a checkpoint (or a bundled model's name: ``x2``, ``x4``) describes and load its
+    weights (eval mode).
 
     ``scale``, when given, must match the checkpoint: a x2 model is never silently used as x4.
     """
+    path = model_path(str(path))
     ckpt = read_checkpoint(path)
     config = arch_config(ckpt, path)
     if scale is not None and config.scale != scale:

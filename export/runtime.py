@@ -11,7 +11,7 @@ from elsr.checkpoint import load_model
 from elsr.errors import ElsrError
 from elsr.inference import array_to_image, image_to_array, resolve_device, super_resolve
 from elsr.model import RECEPTIVE_RADIUS
-from elsr.pretrained import MODELS
+from elsr.pretrained import MODELS, model_path
 from elsr.tiling import upscale_tiled
 
 if TYPE_CHECKING:
@@ -215,9 +215,9 @@ def load_upscaler(path: str | Path, scale: int | None = None, device: str = "aut
     """Load a checkpoint (.pt/.pth), ONNX model (.onnx/.ort) or TFLite model (.tflite); ``scale``, when given,
     must match it.
 
-    ``threads`` applies to onnxruntime and LiteRT only.
+    ``threads`` applies to onnxruntime and LiteRT only. A bundled model's name (``x4-int8``, ...) is taken too.
     """
-    path = Path(path)
+    path = model_path(str(path))
     suffix = path.suffix.lower()
     if suffix in TORCH_SUFFIXES:
         return TorchUpscaler(path, scale, device)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from elsr.evaluate import EvalConfig, evaluate
@@ -51,6 +52,14 @@ def test_model_path_takes_a_bundled_name_unless_a_file_has_it(tmp_path, monkeypa
     assert model_path("x2") == Path("x2")  # a file of that name wins
 
 
+def test_python_loaders_take_a_bundled_name():
+    from elsr import load_model
+    from export.runtime import load_upscaler
+
+    assert load_model("x2")[0].scale == 2
+    assert load_upscaler("x4-int8-ort")(np.zeros((12, 12, 3), np.uint8)).shape == (48, 48, 3)
+
+
 def test_upscale_and_eval_take_a_bundled_name(tmp_path, rng, capsys):
     from elsr.cli import main
     from elsr.imageio import read_image
@@ -69,3 +78,15 @@ def test_export_takes_a_bundled_name(tmp_path):
 
     assert main(["export", "--weights", "x4", "--out", str(tmp_path / "x4.onnx")]) == 0
     assert (tmp_path / "x4.onnx").stat().st_size > 10_000
+
+
+def test_readme_python_api_example_runs(tmp_path, rng, monkeypatch):
+    from elsr.imageio import read_image
+    from tests.helpers import write_png
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "small.png", rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    exec(compile(code, "README.md", "exec"), {})
+    assert read_image(tmp_path / "big.png").shape == (120, 160, 3)
