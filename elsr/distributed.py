@@ -143,6 +143,9 @@ def session(ctx: Context, device: torch.device) -> Iterator[Context]:
              ctx.world_size, backend, ctx.rank, ctx.timeout_s)
     try:
         yield ctx
+        # All ranks tear down together: a rank that destroyed its group while another was still
+        # finishing (rank 0 writes and evaluates the final model) could abort in gloo's teardown.
+        barrier(ctx)
     finally:
         if not ctx.is_main:
             root.setLevel(level)
