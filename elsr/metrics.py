@@ -21,6 +21,13 @@ C2 = (0.03 * 255) ** 2
 BT601_Y = (65.481, 128.553, 24.966)  # luma weights per RGB channel on 0..255, offset 16 (ITU-R BT.601)
 
 
+def luma_weight_problem(weight: float) -> str | None:
+    """Why ``weight`` cannot be a loss's share on luma (training stages, QAT), or None when it can."""
+    if 0.0 <= weight < 1.0:
+        return None
+    return f"must be at least 0 and below 1 (at 1 colour is unconstrained), got {weight}"
+
+
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """HWC RGB on 0..255 -> float64 HW luma of ITU-R BT.601 on 16..235 (not rounded)."""
     if img.ndim != 3 or img.shape[2] != 3:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .checkpoint import load_safely
 from .errors import ElsrError
 from .fileio import atomic_path
+from .metrics import luma_weight_problem
 from .model import ELSR, ModelConfig
 from .training import cosine_lr, loss_function, validate
 
@@ -301,9 +302,8 @@ class QATConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.luma_weight < 1.0:
-            raise ElsrError(f"luma weight must be in [0, 1), got {self.luma_weight}",
-                            fix="0 scores the RGB error only; at 1 colour is unconstrained (RGB PSNR collapses)")
+        if problem := luma_weight_problem(self.luma_weight):
+            raise ElsrError(f"luma weight {problem}", fix="0 scores the RGB error only, 0.95 mostly luma")
         if not 0.0 <= self.ema < 1.0:
             raise ElsrError(f"ema decay must be in [0, 1), got {self.ema}", fix="e.g. 0.999; 0 turns it off")
         if not 0.0 <= self.distill <= 1.0:

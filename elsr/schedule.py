@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ElsrError
+from .metrics import luma_weight_problem
 from .model import PRELU_MODES, SCALES
 
 BUILTIN_DIR = Path(__file__).parent / "schedules"
@@ -151,9 +152,8 @@ def _validate(schedule: Schedule, source: str) -> None:
             raise bad(where, f"loss must be one of {LOSSES}, got {stage.loss!r}")
         if not (stage.lr > 0 and math.isfinite(stage.lr)):
             raise bad(where, f"lr must be positive and finite, got {stage.lr}")
-        if not (0.0 <= stage.luma_weight < 1.0):
-            raise bad(where, f"luma_weight must be at least 0 and below 1 (at 1 colour is unconstrained), "
-                             f"got {stage.luma_weight}")
+        if problem := luma_weight_problem(stage.luma_weight):
+            raise bad(where, f"luma_weight {problem}")
         if not (stage.weight_decay >= 0 and math.isfinite(stage.weight_decay)):
             raise bad(where, f"weight_decay must be 0 or a positive number, got {stage.weight_decay}")
         sched = stage.scheduler
