@@ -3,7 +3,7 @@
 
 import sys
 
-from elsr.cli import script_main
+from elsr.cli.main import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("train"))

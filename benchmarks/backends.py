@@ -1,27 +1,26 @@
 """The table of backends: every row of the benchmark comes from one entry here.
 
-Adding a backend is one ``Backend(...)`` entry: its name, the model files it takes (by suffix),
-how to build a runner for a file and a thread count, and why it cannot run here (if it cannot).
+Adding a backend is one ``Backend(...)`` entry: its name, the runtime that loads its files (whose
+suffixes it takes), how to build the loaded model for a file and a thread count, and why it cannot
+run here (if it cannot).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from elsr.benchmarks.timing import cuda_ms, wall_ms
 from elsr.errors import ElsrError
-from export import formats
-
-from .runners import OrtRunner, Runner, TfliteRunner, TorchRunner, tflite_interpreter_class
-
-CHECKPOINT = (".pt", ".pth")
-ONNX = formats.suffixes("onnxruntime")  # .onnx and .ort (ORT format runs in the same onnxruntime session)
-TFLITE = formats.suffixes("tflite")     # .tflite
+from elsr.runtime.base import Upscaler
+from elsr.runtime.loaders import runtime_named
+from elsr.runtime.onnx_model import CUDA_PROVIDER, OnnxUpscaler
+from elsr.runtime.pytorch_model import TorchUpscaler
+from elsr.runtime.tflite_model import TfliteUpscaler, litert_available
 
 
 def no_cuda() -> str | None:
@@ -50,47 +49,52 @@ def no_compile() -> str | None:
 def no_ort_cuda() -> str | None:
     import onnxruntime as ort
 
-    return None if "CUDAExecutionProvider" in ort.get_available_providers() else \
+    return None if CUDA_PROVIDER in ort.get_available_providers() else \
         "onnxruntime has no CUDA provider here (install onnxruntime-gpu)"
 
 
 def no_tflite() -> str | None:
-    return None if tflite_interpreter_class() else "no TFLite interpreter (pip install 'elsr[tflite]')"
+    return None if litert_available() else "no TFLite interpreter (pip install 'elsr[tflite]')"
 
 
 @dataclass(frozen=True)
 class Backend:
-    """One way to run a model: ``build(path, threads)`` gives a Runner; ``unavailable()`` a reason or None."""
+    """One way to run a model: ``build(path, threads)`` loads it; ``unavailable()`` gives a reason or None."""
 
     name: str
-    kind: str                                     # the framework: torch, onnxruntime, tflite
-    suffixes: tuple[str, ...]                     # model files it takes
-    build: Callable[[Path, int | None], Runner]
+    kind: str                                     # the runtime (elsr.runtime.loaders) whose files it takes
+    build: Callable[[Path, int | None], Upscaler]
     unavailable: Callable[[], str | None] = lambda: None
     threaded: bool = True                         # one row per --threads value (CPU); else one row (GPU)
     default: bool = True                          # part of the default selection
+    timer: Callable[[Callable[[], Any]], float] = wall_ms   # how one run is timed
     description: str = ""
 
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return runtime_named(self.kind).suffixes
 
-def torch_runner(**options) -> Callable[[Path, int | None], Runner]:
-    return functools.partial(TorchRunner, **options)
+
+def loader(cls: type[Upscaler], device: str = "cpu", **options) -> Callable[[Path, int | None], Upscaler]:
+    """build(path, threads) of a backend: ``cls`` on ``device`` with ``options``."""
+    return lambda path, threads: cls(path, None, device, threads or 0, **options)
 
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend("torch-cpu", "torch", CHECKPOINT, torch_runner(), description="PyTorch eager, CPU, NCHW"),
-    Backend("torch-cpu-cl", "torch", CHECKPOINT, torch_runner(channels_last=True),
+    Backend("torch-cpu", "torch", loader(TorchUpscaler), description="PyTorch eager, CPU, NCHW"),
+    Backend("torch-cpu-cl", "torch", loader(TorchUpscaler, channels_last=True),
             description="PyTorch eager, CPU, channels_last"),
-    Backend("torch-compile", "torch", CHECKPOINT, torch_runner(compiled=True), no_compile, default=False,
+    Backend("torch-compile", "torch", loader(TorchUpscaler, compiled=True), no_compile, default=False,
             description="torch.compile (inductor), CPU; slow to compile, off by default"),
-    Backend("torch-cuda-fp32", "torch", CHECKPOINT, torch_runner(device="cuda"), no_cuda, threaded=False,
+    Backend("torch-cuda-fp32", "torch", loader(TorchUpscaler, "cuda"), no_cuda, threaded=False, timer=cuda_ms,
             description="PyTorch eager, CUDA, FP32, CUDA-event timing"),
-    Backend("torch-cuda-fp16", "torch", CHECKPOINT, torch_runner(device="cuda", half=True), no_cuda,
-            threaded=False, description="PyTorch eager, CUDA, FP16, CUDA-event timing"),
-    Backend("ort-cpu", "onnxruntime", ONNX, OrtRunner,
+    Backend("torch-cuda-fp16", "torch", loader(TorchUpscaler, "cuda", half=True), no_cuda, threaded=False,
+            timer=cuda_ms, description="PyTorch eager, CUDA, FP16, CUDA-event timing"),
+    Backend("ort-cpu", "onnxruntime", loader(OnnxUpscaler),
             description="onnxruntime CPU: FP32/INT8 ONNX and ORT-format models"),
-    Backend("ort-cuda", "onnxruntime", ONNX, functools.partial(OrtRunner, provider="CUDAExecutionProvider"),
-            no_ort_cuda, threaded=False, description="onnxruntime CUDA execution provider"),
-    Backend("tflite", "tflite", TFLITE, TfliteRunner, no_tflite,
+    Backend("ort-cuda", "onnxruntime", loader(OnnxUpscaler, "cuda"), no_ort_cuda, threaded=False,
+            description="onnxruntime CUDA execution provider"),
+    Backend("tflite", "tflite", loader(TfliteUpscaler), no_tflite,
             description="LiteRT (TFLite) interpreter, CPU, XNNPACK: FP32/INT8 .tflite, float or uint8 I/O"),
 )
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from elsr.benchmarks.backends import BACKENDS, Backend, RowPlan, plan_rows
+from elsr.benchmarks.config import BenchConfig
+from elsr.benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
+from elsr.benchmarks.paper import comparison, realtime_fraction
+from elsr.benchmarks.quality import QualityCache
+from elsr.benchmarks.results import BenchResult, Row
+from elsr.benchmarks.timing import measure
+from elsr.benchmarks.video import run_video
+from elsr.data.metrics import METRIC_KEYS
 from elsr.errors import ElsrError
-from elsr.evaluate import KEYS
-from elsr.model import macs_per_frame
-
-from .backends import BACKENDS, Backend, RowPlan, plan_rows
-from .config import BenchConfig
-from .machine import Machine, peak_rss_bytes, reset_peak_rss
-from .paper import comparison, realtime_fraction
-from .quality import QualityCache
-from .results import BenchResult, Row
-from .runners import ModelInfo, Runner
-from .timing import measure
-from .video import run_video
+from elsr.model.network import macs_per_frame
+from elsr.runtime.base import ModelInfo, Upscaler
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ def failure(exc: Exception) -> str:
 def describe(row: Row, info: ModelInfo) -> None:
     row.precision, row.params, row.size_bytes = info.precision, info.params, info.size_bytes
     row.notes += info.notes
+    if info.precision == "fp16":
+        row.notes.append("PSNR not computed: elsr eval runs FP32 only")
+
+
+def eval_target(plan: RowPlan, upscaler: Upscaler, info: ModelInfo) -> tuple[Path, str] | None:
+    """The (file, device) whose `elsr eval` scores are this row's quality; None where eval cannot run it (FP16)."""
+    return None if info.precision == "fp16" else (plan.model, upscaler.device)
 
 
 def fill_rates(row: Row, info: ModelInfo, machine: Machine, size: tuple[int, int]) -> None:
@@ -50,50 +57,59 @@ def fill_rates(row: Row, info: ModelInfo, machine: Machine, size: tuple[int, int
             row.peak_fraction = row.gmac_per_s / row.peak_gmac_per_s
 
 
-def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> tuple[Row, ModelInfo | None]:
+@dataclass
+class Measured:
+    row: Row
+    loaded: bool                                  # the backend could load the model
+    eval_target: tuple[Path, str] | None = None   # the (file, device) `elsr eval` scores for this row
+
+
+def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
     """One row: load the model on its backend, warm up, time ``cfg.runs`` runs; never raises for the model."""
     backend = plan.backend
     row = Row(plan.name, backend.name if backend else "?", backend.kind if backend else "?",
               str(plan.model) if plan.model else None, status=plan.status or "ok", threads=plan.threads,
               input_shape="1x3x{}x{}".format(*cfg.size))
     if plan.status:
-        return row, None
+        return Measured(row, False)
     x = np.random.default_rng(0).random((1, 3, *cfg.size), dtype=np.float32)
     reset_peak_rss()
     try:
-        runner: Runner = backend.build(plan.model, plan.threads)
+        runner: Upscaler = backend.build(plan.model, plan.threads)
+        info = runner.info()
     except Exception as exc:  # noqa: BLE001 - a broken model or backend becomes a row with its reason
         row.status, row.threads = failure(exc), None
-        return row, None
+        return Measured(row, False)
     try:
-        describe(row, runner.info)
+        describe(row, info)
         with runner.active():
             prepared = runner.prepare(x)
-            latency = measure(lambda: runner.forward(prepared), runner.timer, cfg.warmup, cfg.runs)
+            latency = measure(lambda: runner.forward(prepared), backend.timer, cfg.warmup, cfg.runs)
         row.median_ms, row.p90_ms, row.min_ms = latency.median_ms, latency.p90_ms, latency.min_ms
         row.mean_ms, row.runs = latency.mean_ms, latency.runs
-        fill_rates(row, runner.info, machine, cfg.size)
+        fill_rates(row, info, machine, cfg.size)
         row.peak_rss_bytes, row.gpu_peak_bytes = peak_rss_bytes(), runner.gpu_peak_bytes()
     except Exception as exc:  # noqa: BLE001
         row.status = failure(exc)
     finally:
         runner.close()
-    return row, runner.info
+    return Measured(row, True, eval_target(plan, runner, info))
 
 
-def add_quality(measured: list[tuple[Row, ModelInfo | None]], cache: QualityCache) -> Row | None:
+def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
     """PSNR/SSIM of every ok row from `elsr eval`'s means; returns the bicubic reference row."""
-    for row, info in measured:
-        if not row.ok or info is None or info.eval_model is None:
+    for item in measured:
+        row, target = item.row, item.eval_target
+        if not row.ok or target is None:
             continue
         try:
-            scores = cache.scores(info.eval_model, info.eval_device)
+            scores = cache.scores(*target)
         except ElsrError as exc:
             row.notes.append(f"PSNR not computed: {exc.one_line()}")
             continue
-        for key in KEYS:
+        for key in METRIC_KEYS:
             setattr(row, key, scores[key])
-        row.quality_source = cache.command(info.eval_model, info.eval_device)
+        row.quality_source = cache.command(*target)
     if cache.bicubic is None:
         return None
     return Row("bicubic", "bicubic", "reference", None, precision="-", **cache.bicubic,
@@ -150,14 +166,15 @@ def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> Be
     for plan in plan_rows(cfg.files, cfg.backends, cfg.threads, table):
         if plan.backend and (plan.backend.name, plan.model) in broken:
             continue
-        row, info = measure_row(plan, cfg, machine)
-        if info is None and not plan.status:
+        item = measure_row(plan, cfg, machine)
+        row = item.row
+        if not item.loaded and not plan.status:
             broken.add((row.backend, plan.model))
         timing = f", median {row.median_ms:.2f} ms" if row.median_ms is not None else ""
         log.info("%s (threads %s): %s%s", row.name, row.threads or "-", row.status, timing)
         plans.append(plan)
-        measured.append((row, info))
-    rows = [row for row, _ in measured]
+        measured.append(item)
+    rows = [item.row for item in measured]
     if cfg.data is not None:
         log.info("quality: elsr eval on %s", cfg.data)
         bicubic = add_quality(measured, QualityCache(cfg.data, cfg.convert))

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elsr.errors import ElsrError
-from elsr.imageio import list_images
+from elsr.io.images import list_images
+from elsr.model.network import DEFAULT_FRAME
 
-DEFAULT_SIZE = (180, 320)  # LR height x width: one REDS x4 input frame
 DEFAULT_RUNS = 30
 DEFAULT_WARMUP = 10
 
@@ -49,7 +49,7 @@ class BenchConfig:
     weights: Path | None = None                            # PyTorch checkpoint: the torch rows
     models: list[Path] = field(default_factory=list)       # .onnx / .ort / .tflite files
     data: Path | None = None                               # HR images for PSNR/SSIM
-    size: tuple[int, int] = DEFAULT_SIZE
+    size: tuple[int, int] = DEFAULT_FRAME
     runs: int = DEFAULT_RUNS
     warmup: int = DEFAULT_WARMUP
     threads: list[int] = field(default_factory=default_threads)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .results import Row
+from elsr.benchmarks.results import Row
 
 
 @dataclass(frozen=True)

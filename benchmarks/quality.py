@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from elsr.data.metrics import METRIC_KEYS
 from elsr.errors import ElsrError
-from elsr.evaluate import KEYS, EvalConfig, evaluate
+from elsr.runtime.evaluate import EvalConfig, evaluate
 
 
 class QualityCache:
-    """Runs ``elsr.evaluate.evaluate`` once per (model file, device) on ``data`` and remembers the means."""
+    """Runs ``elsr.runtime.evaluate.evaluate`` once per (model file, device) on ``data`` and remembers the means."""
 
     def __init__(self, data: Path, convert: bool = False) -> None:
         self.data, self.convert = data, convert
@@ -23,8 +24,8 @@ class QualityCache:
             try:
                 result = evaluate(EvalConfig(model=model, data=self.data, device=device, convert=self.convert,
                                              progress=False))
-                self._results[key] = {k: result["mean"]["model"][k] for k in KEYS}
-                self.bicubic = self.bicubic or {k: result["mean"]["bicubic"][k] for k in KEYS}
+                self._results[key] = {k: result["mean"]["model"][k] for k in METRIC_KEYS}
+                self.bicubic = self.bicubic or {k: result["mean"]["bicubic"][k] for k in METRIC_KEYS}
             except ElsrError as exc:
                 self._results[key] = exc
         found = self._results[key]

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from elsr.fileio import atomic_path, write_text
-
-from .paper import comparison_lines
-from .results import BenchResult, Row
+from elsr.benchmarks.paper import comparison_lines
+from elsr.benchmarks.results import BenchResult, Row
+from elsr.io.files import atomic_path, write_text
 
 MIB = 1024 * 1024
 
@@ -148,7 +147,7 @@ def benchmarks_markdown(result: BenchResult) -> str:
         markdown_table(result.rows), "",
         *notes(result), "",
         "Regenerate with (the models come from the commands in README.md, section Reproduce):", "", "```bash",
-        s["command"] or "python -m benchmarks", "```", ""])
+        s["command"] or "python -m elsr.benchmarks", "```", ""])
 
 
 def write_markdown(result: BenchResult, path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .machine import Machine
+from elsr.benchmarks.machine import Machine
 
 
 @dataclass

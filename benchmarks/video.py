@@ -11,12 +11,10 @@ from typing import Iterator
 import numpy as np
 
 from elsr.errors import ElsrError
-from elsr.imageio import IMAGE_SUFFIXES, list_images, read_image
-from elsr.video import FOURCC, video_frames, video_writer
-
-from elsr.inference import array_to_image, image_to_array
-
-from .runners import Runner
+from elsr.io.images import IMAGE_SUFFIXES, list_images, read_image
+from elsr.io.video import FOURCC, video_frames, video_writer
+from elsr.model.inference import array_to_image, image_to_array
+from elsr.runtime.base import Upscaler
 
 OUTPUT_FPS = 30.0
 WARMUP_CALLS = 2
@@ -31,7 +29,7 @@ def decode_frames(source: Path, limit: int = 0) -> Iterator[np.ndarray]:
     return itertools.islice(frames, limit or None)
 
 
-def run_video(source: Path, runner: Runner, limit: int = 0) -> dict:
+def run_video(source: Path, runner: Upscaler, limit: int = 0) -> dict:
     """Frames per second end to end (decode, super-resolve, mp4 encode), of super-resolution (uint8 frame in and
     out) and of the model alone (its input in, its output fetched to the host).
 
@@ -44,7 +42,7 @@ def run_video(source: Path, runner: Runner, limit: int = 0) -> dict:
     if first is None:
         raise ElsrError("no frames decoded", path=source)
     for _ in range(WARMUP_CALLS):  # untimed: lazy initialisation, torch.compile for this frame size
-        warm = runner.upscale(first)
+        warm = runner(first)
     with tempfile.TemporaryDirectory(prefix="elsr-bench-video-") as tmp:
         out = Path(tmp) / "sr.mp4"
         start = time.perf_counter()

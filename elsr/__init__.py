@@ -3,13 +3,28 @@
 >>> from elsr import load_model, super_resolve, read_image, write_image
 >>> model, _ = load_model("x4")  # a bundled model's name, or a checkpoint path
 >>> write_image("big.png", super_resolve(model, read_image("small.png")))
+
+This module is the public API; nothing inside the package imports it. Its names are imported on first
+use, so that importing any part of elsr (``python -m elsr.benchmarks.large_image``, ``elsr --help``)
+does not load PyTorch until something needs it.
 """
 
-__version__ = "0.1.0"
-
-from .checkpoint import load_model  # noqa: E402
-from .imageio import read_image, write_image  # noqa: E402
-from .inference import super_resolve  # noqa: E402
-from .model import ELSR, ModelConfig  # noqa: E402
+from elsr.version import __version__
 
 __all__ = ["ELSR", "ModelConfig", "load_model", "read_image", "super_resolve", "write_image", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("read_image", "write_image"):
+        from elsr.io import images
+        return getattr(images, name)
+    if name == "load_model":
+        from elsr.model import checkpoint
+        return checkpoint.load_model
+    if name == "super_resolve":
+        from elsr.model import inference
+        return inference.super_resolve
+    if name in ("ELSR", "ModelConfig"):
+        from elsr.model import network
+        return getattr(network, name)
+    raise AttributeError(f"module 'elsr' has no attribute {name!r}")

@@ -1,5 +1,7 @@
+"""``python -m elsr``: the ``elsr`` command."""
+
 import sys
 
-from .cli import main
+from elsr.cli.main import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
+from elsr.version import __version__
 
 
 def git_commit() -> str:

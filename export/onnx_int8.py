@@ -1,4 +1,4 @@
-"""The fully integer INT8 ELSR graph (QDQ ONNX) from QAT parameters, and the PTQ baseline.
+"""The fully integer INT8 ELSR graph (QDQ ONNX) from QAT parameters, and those parameters read back from it.
 
 Built node by node so that onnxruntime fuses every conv to QLinearConv, the residual Add to
 QLinearAdd, the shared-slope PReLU to QLinearLeakyRelu, and moves DepthToSpace in uint8. The
@@ -15,13 +15,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from elsr.fileio import atomic_path
-from elsr.quantization import ConvParams, QuantParams
-
-from .onnx_fp32 import INPUT_NAME as INPUT
-from .onnx_fp32 import OUTPUT_NAME as OUTPUT
+from elsr.errors import ElsrError
+from elsr.io.files import atomic_path
+from elsr.model.network import ModelConfig, config_from_parameters
+from elsr.quant.checkpoint import load_qat_checkpoint
+from elsr.quant.fake_quant import QuantELSR
+from elsr.quant.params import ConvParams, QuantParams, qat_model_from_params, quant_params
+from elsr.runtime.contract import INPUT_NAME as INPUT
+from elsr.runtime.contract import ONNX_FORMAT_TAG
+from elsr.runtime.contract import OUTPUT_NAME as OUTPUT
 
 INT8_OPSET = 18
+INT8_QUANTIZATION = "qat; qdq; int8 per-channel weights, int32 biases, uint8 activations"  # metadata 'quantization'
 CHANNEL_MULTIPLE = 16  # hidden channels padded (with exact zeros) for onnxruntime's fast int8 kernels
 
 
@@ -145,3 +150,77 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         onnx.save_model(model, str(tmp))
     return path
+
+
+# ------------------------------------------------------------------------------ reading it back
+
+
+def _hidden_channels(scale: int, parameters: int | None, head_weight: np.ndarray, slope_size: int) -> int:
+    """ELSR's hidden channel count: from the 'parameters' metadata, else the filters that are not zero padding."""
+    prelu = "shared" if slope_size == 1 else "channel"
+    config = config_from_parameters(scale, parameters, prelu) if parameters else None
+    if config is not None and config.channels <= head_weight.shape[0]:
+        return config.channels
+    used = np.flatnonzero(np.abs(head_weight).reshape(head_weight.shape[0], -1).sum(axis=1))
+    return int(used.max()) + 1 if used.size else head_weight.shape[0]
+
+
+def quant_params_from_onnx(path: str | Path) -> QuantParams:
+    """The QAT parameters an elsr INT8 ONNX file was built from (``elsr quantize`` / ``elsr export --int8``).
+
+    The file holds everything the integer graph needs: int8 weights with their scales, int32 biases
+    with theirs, activation scales and zero points, the PReLU slope; the hidden channels' zero padding
+    is dropped. Building the INT8 graph from them gives the same file again, so the bundled
+    ``elsr_x4_int8.onnx`` can be turned into the other INT8 formats without its ``.qat.pt``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ElsrError("no such file", path=path, fix="pass the .qat.pt or INT8 .onnx written by 'elsr quantize'")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError
+        raise ElsrError(f"cannot read this ONNX file: {exc}", path=path) from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    names = ("input", "head", "body_conv1", "body_act", "body_conv2", "add", "tail")
+    needed = [f"{n}_{k}" for n in ("head", "body_conv1", "body_conv2", "tail") for k in ("w", "w_scale", "b", "b_scale")]
+    needed += [f"{n}_{k}" for n in names for k in ("scale", "zero_point")]
+    if props.get("format") != ONNX_FORMAT_TAG or not props.get("precision", "").startswith("int8") or \
+            any(k not in inits for k in needed):
+        raise ElsrError("not an INT8 ONNX model written by elsr", path=path,
+                        fix="pass the .qat.pt or the INT8 .onnx written by 'elsr quantize --method qat'")
+    leaky = [n for n in proto.graph.node if n.op_type == "LeakyRelu"]
+    slope = (np.array([next(a.f for a in leaky[0].attribute if a.name == "alpha")], np.float32) if leaky
+             else inits["body_act_slope"].reshape(-1).astype(np.float32))
+    scale = int(props.get("scale") or 0) or int(round((inits["tail_w"].shape[0] / 3) ** 0.5))
+    parameters = int(props["parameters"]) if props.get("parameters", "").isdigit() else None
+    c = _hidden_channels(scale, parameters, inits["head_w"], slope.size)
+    config = ModelConfig(scale=scale, channels=c, prelu="shared" if slope.size == 1 else "channel")
+    outputs = {"head": c, "body_conv1": c, "body_conv2": c, "tail": 3 * scale * scale}
+    inputs = {"head": 3, "body_conv1": c, "body_conv2": c, "tail": c}
+    convs = {n: ConvParams(weight=inits[f"{n}_w"][:o, :inputs[n]].astype(np.int8),
+                           weight_scale=inits[f"{n}_w_scale"][:o].astype(np.float32),
+                           bias=inits[f"{n}_b"][:o].astype(np.int32),
+                           bias_scale=inits[f"{n}_b_scale"][:o].astype(np.float32)) for n, o in outputs.items()}
+    activations = {n: (float(inits[f"{n}_scale"]), int(inits[f"{n}_zero_point"])) for n in names}
+    return QuantParams(config, convs, activations, slope[:c] if slope.size > 1 else slope)
+
+
+def qat_model_from_onnx(path: str | Path) -> QuantELSR:
+    """The fake-quant model of an elsr INT8 ONNX file (see ``quant_params_from_onnx``)."""
+    return qat_model_from_params(quant_params_from_onnx(path))
+
+
+def load_int8_source(path: str | Path) -> tuple[QuantELSR, QuantParams]:
+    """(fake-quant model, integer parameters) from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built
+    from one (whose parameters are taken as stored, bit for bit)."""
+    if Path(path).suffix.lower() == ".onnx":
+        params = quant_params_from_onnx(path)
+        return qat_model_from_params(params), params
+    qmodel = load_qat_checkpoint(path)
+    return qmodel, quant_params(qmodel)
+
+
+def load_qat_source(path: str | Path) -> QuantELSR:
+    """The QAT (fake-quant) model of a ``.qat.pt`` checkpoint or of the INT8 ``.onnx`` built from one."""
+    return load_int8_source(path)[0]

@@ -1,6 +1,6 @@
 """ORT-format models (``.ort``) for ONNX Runtime Mobile, with the operator list for a minimal build.
 
-The ``.ort`` file is the ONNX model (FP32, or the INT8 QDQ graph of ``export.onnx_int8``) converted
+The ``.ort`` file is the ONNX model (FP32, or the INT8 QDQ graph of ``elsr.export.onnx_int8``) converted
 by onnxruntime's own ``convert_onnx_models_to_ort`` tool in its ``Fixed`` optimization style: the
 graph is saved already optimized for the CPU execution provider (QDQ fused to QLinearConv,
 QLinearAdd, QLinearLeakyRelu, NHWC integer convs), without the x86-only NCHWc layout, so the same
@@ -29,7 +29,8 @@ import numpy as np
 import onnx
 
 from elsr.errors import ElsrError
-from elsr.fileio import atomic_path
+from elsr.io.files import atomic_path
+from elsr.runtime.onnx_model import onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ def write_ort(onnx_model: onnx.ModelProto, out: Path) -> tuple[list[Path], list[
     Runs the mobile-usability check, converts, and checks the .ort file against the ONNX model on a
     random input: identical outputs for an INT8 graph, within 1e-5 for FP32 (operator fusion).
     """
-    from .runtime import onnx_session
-
     with tempfile.TemporaryDirectory(prefix="elsr-ort-") as tmp:
         onnx_path = Path(tmp) / f"{out.stem}.onnx"
         onnx.save_model(onnx_model, str(onnx_path))

@@ -5,7 +5,7 @@ partition: ``CONV_2D`` x4, ``LEAKY_RELU`` (the shared PReLU slope; ``PRELU`` for
 slopes), ``ADD``, ``DEPTH_TO_SPACE`` (the tail conv's output channels are reordered so that TFLite's
 DCR order gives PyTorch's PixelShuffle), and ``QUANTIZE``/``DEQUANTIZE`` at the ends.
 
-The INT8 model carries our QAT result over unchanged (``elsr.quantization.quant_params``): the same
+The INT8 model carries our QAT result over unchanged (``elsr.quant.params.quant_params``): the same
 int8 per-channel weights, int32 biases, activation scales and PReLU slope as the INT8 ONNX graph.
 TFLite's integer kernels want int8 activations, so every uint8 zero point z becomes z - 128 (the
 same real values). There is no re-calibration, hence no PTQ step. What remains different is the
@@ -32,49 +32,21 @@ Writing needs the flatbuffer schema and running needs the interpreter, both from
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from elsr.errors import ElsrError
-from elsr.fileio import atomic_path
-from elsr.model import ELSR
-from elsr.quantization import QuantParams
+from elsr.io.files import atomic_path
+from elsr.model.network import DEFAULT_FRAME, ELSR
+from elsr.quant.params import QuantParams
+from elsr.runtime.contract import INPUT_NAME, OUTPUT_NAME, TFLITE_METADATA_KEY
+from elsr.runtime.tflite_model import schema
 
-from .onnx_fp32 import INPUT_NAME, OUTPUT_NAME
-
-PACKAGE = "ai_edge_litert"            # the module the tflite extra installs
-EXTRA_HINT = "pip install 'elsr[tflite]'"
-METADATA_KEY = "elsr"                  # Model.metadata entry holding our JSON metadata
 SIGNATURE = "serving_default"
-DEFAULT_HW = (180, 320)                # stored shape of a dynamic model (the challenge's frame size)
 PIXEL_SCALE = np.float32(1 / 255)      # input/output quantization: the uint8 pixel grid
 INT8_SHIFT = 128                       # uint8 zero point z is int8 zero point z - 128
-
-
-def available() -> bool:
-    return importlib.util.find_spec(PACKAGE) is not None
-
-
-def require() -> None:
-    """ElsrError with the install hint when the LiteRT package is missing."""
-    if not available():
-        raise ElsrError(f"TFLite support needs the optional package {PACKAGE.replace('_', '-')!r}",
-                        fix=EXTRA_HINT)
-
-
-def _schema():
-    require()
-    return importlib.import_module(f"{PACKAGE}.schema_py_generated")
-
-
-def interpreter_class():
-    require()
-    return importlib.import_module(f"{PACKAGE}.interpreter").Interpreter
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -84,7 +56,7 @@ class _Builder:
     """Tensors, constant buffers and operators of one subgraph, packed into a TFLite flatbuffer."""
 
     def __init__(self, batch: int, height: int, width: int, dynamic: bool) -> None:
-        self.s = _schema()
+        self.s = schema()
         self.batch, self.height, self.width, self.dynamic = batch, height, width, dynamic
         self.tensors: list = []
         self.buffers: list = [self.s.BufferT()]   # buffer 0: the empty sentinel
@@ -149,7 +121,7 @@ class _Builder:
         blob.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), np.uint8)
         self.buffers.append(blob)
         entry = s.MetadataT()
-        entry.name, entry.buffer = METADATA_KEY, len(self.buffers) - 1
+        entry.name, entry.buffer = TFLITE_METADATA_KEY, len(self.buffers) - 1
         signature = s.SignatureDefT()
         signature.signatureKey, signature.subgraphIndex = SIGNATURE, 0
         signature.inputs = [self._tensor_map(INPUT_NAME, inputs[0])]
@@ -248,7 +220,7 @@ def dcr_order(channels: int, scale: int) -> np.ndarray:
 def _shape(fixed_shape: tuple[int, int, int, int] | None) -> tuple[int, int, int, bool]:
     """(batch, height, width, dynamic) from an NCHW ``--fixed-shape`` or the default."""
     if fixed_shape is None:
-        return 1, *DEFAULT_HW, True
+        return 1, *DEFAULT_FRAME, True  # a dynamic model stores the challenge's frame size
     batch, channels, height, width = fixed_shape
     if channels != 3:
         raise ElsrError(f"--fixed-shape must have 3 channels (RGB), got {channels}", fix="e.g. 1x3x180x320")
@@ -370,96 +342,3 @@ def save_tflite(data: bytes, out: str | Path) -> Path:
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     return out
-
-
-# ----------------------------------------------------------------------------------------- running
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """Our metadata entry of a .tflite file ({} when it has none); ElsrError if it is not a TFLite model."""
-    s = _schema()
-    data = Path(path).read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ElsrError("not a TFLite model (no TFL3 identifier)", path=path, fix="export it with 'elsr export'")
-    model = s.Model.GetRootAs(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() == METADATA_KEY.encode():
-            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-            try:
-                return json.loads(bytes(raw).decode())
-            except (ValueError, UnicodeDecodeError):
-                return {}
-    return {}
-
-
-@dataclass
-class TfliteModel:
-    """A .tflite image model in the LiteRT interpreter: NCHW float in, NCHW float out, any size.
-
-    Works with any image-to-image model with one NHWC (or NCHW) RGB input and output, float or
-    quantized (int8/uint8 tensors are (de)quantized with their own scale and zero point).
-    """
-
-    path: Path
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
-        if not self.path.is_file():
-            raise ElsrError("no such model file", path=self.path, fix="check the path")
-        self.metadata = read_metadata(self.path)
-        try:
-            self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=self.threads or None)
-        except (ValueError, RuntimeError) as exc:
-            raise ElsrError(f"the LiteRT interpreter cannot load it: {str(exc).strip().splitlines()[0]}",
-                            path=self.path, fix="re-export it with 'elsr export --format tflite'") from exc
-        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1 or 3 not in (inputs[0]["shape"][-1], inputs[0]["shape"][1]):
-            raise ElsrError("not an image model: expected one RGB input and one output", path=self.path)
-        self.input, self.output = inputs[0], outputs[0]
-        self.nhwc = int(self.input["shape"][-1]) == 3
-        self._shape: tuple[int, ...] | None = None
-
-    @property
-    def input_dtype(self) -> np.dtype:
-        return np.dtype(self.input["dtype"])
-
-    @property
-    def output_is_pixels(self) -> bool:
-        """True when the output is uint8 on the pixel grid (scale 1/255, zero point 0): plain RGB pixels."""
-        scale, zero_point = self.output["quantization"]
-        return np.dtype(self.output["dtype"]) == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6
-
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        """NCHW float32 in [0, 1] -> the model's own input tensor (layout, dtype); resizes the model if needed."""
-        x = x.transpose(0, 2, 3, 1) if self.nhwc else x
-        dtype = self.input_dtype
-        if dtype.kind in "iu":
-            scale, zero_point = self.input["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
-        x = np.ascontiguousarray(x, dtype=dtype)
-        if self._shape != x.shape:
-            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
-            self.interpreter.allocate_tensors()
-            self._shape = x.shape
-        return x
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run on a prepared input; the raw output tensor."""
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
-
-    def to_float(self, y: np.ndarray) -> np.ndarray:
-        """A raw output -> NCHW float32."""
-        if y.dtype.kind in "iu":
-            scale, zero_point = self.output["quantization"]
-            y = (y.astype(np.float32) - zero_point) * np.float32(scale)
-        return np.ascontiguousarray(y.transpose(0, 3, 1, 2) if self.nhwc else y, dtype=np.float32)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """NCHW float32 in [0, 1] -> NCHW float32."""
-        return self.to_float(self.forward(self.prepare(x)))
-

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import yaml
 
-from elsr.model import ELSR, ModelConfig
+from elsr.model.network import ELSR, ModelConfig
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

@@ -32,9 +32,9 @@ import torch
 import yaml
 from onnx import TensorProto, helper
 
-from elsr.checkpoint import read_checkpoint, save_checkpoint
-from elsr.cli import main
-from elsr.model import ELSR, ModelConfig
+from elsr.cli.main import main
+from elsr.model.checkpoint import read_checkpoint, save_checkpoint
+from elsr.model.network import ELSR, ModelConfig
 from tests.helpers import image_folder, smooth_image, tiny_schedule, write_png, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -706,7 +706,7 @@ def fast_fp32_export(monkeypatch: pytest.MonkeyPatch, kit: Kit) -> None:
     def export_onnx(model, out, *args, **kw):
         shutil.copyfile(PRETRAINED_ONNX, out)
         return Path(out)
-    monkeypatch.setattr("export.quantize.export_onnx", export_onnx)
+    monkeypatch.setattr("elsr.export.quantize_onnx.export_onnx", export_onnx)
 
 
 @case("quantize-missing-val-folder", "nowhere", "no such file or folder", patch=fast_fp32_export)
@@ -998,7 +998,7 @@ def test_console_entry_truncated_png_one_line_even_from_c_libraries(kit, tmp_pat
 
 
 def test_internal_failure_is_exit_code_1(kit, tmp_path, capfd, monkeypatch):
-    monkeypatch.setattr("elsr.evaluate.evaluate", lambda cfg: 1 / 0)
+    monkeypatch.setattr("elsr.cli.eval.evaluate", lambda cfg: 1 / 0)
     code = main(["eval", "-q", "--model", str(kit.x4), "--data", str(kit.hr)])
     err = capfd.readouterr().err.strip()
     assert code == 1 and err.startswith("elsr: internal error: ZeroDivisionError") and "--debug" in err

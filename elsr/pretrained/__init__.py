@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from elsr.errors import ElsrError
+
 FOLDER = Path(__file__).parent
 MODELS = {
     "x2": FOLDER / "elsr_x2.pt",             # FP32 checkpoint, x2 (the x2 schedule)
@@ -18,8 +20,6 @@ DEFAULT = "x4-int8"
 def pretrained(name: str = DEFAULT) -> Path:
     """Path of a bundled model: x2 / x4 (FP32 checkpoints), x4-onnx (FP32 ONNX), x4-int8 (INT8 ONNX) or
     x4-int8-ort (INT8, ORT format)."""
-    from elsr.errors import ElsrError
-
     if name not in MODELS:
         raise ElsrError(f"no bundled model {name!r}", fix=f"use one of {', '.join(MODELS)}")
     return MODELS[name]

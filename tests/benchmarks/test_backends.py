@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.backends import BACKENDS, Backend, plan_rows, select_backends
-from benchmarks.bench import run_benchmark
-from benchmarks.config import BenchConfig
+from elsr.benchmarks.backends import BACKENDS, Backend, plan_rows, select_backends
+from elsr.benchmarks.bench import run_benchmark
+from elsr.benchmarks.config import BenchConfig
 from elsr.errors import ElsrError
+
 SIZE = (24, 32)  # LR height x width: tiny, for speed
 
 
@@ -34,16 +35,16 @@ def test_plan(models, tmp_path):
 
 
 def test_unavailable_backend_gives_one_skipped_row(models):
-    table = (Backend("never", "test", (".onnx",), build=None, unavailable=lambda: "not on this machine"),)
+    table = (Backend("never", "onnxruntime", build=None, unavailable=lambda: "not on this machine"),)
     plans = plan_rows([models.fp32, models.int8], ["all"], [1, 2], table)
     assert [(p.name, p.status) for p in plans] == [("never", "skipped: not on this machine")]
 
 
 def test_one_entry_adds_a_backend(models):
     """A new backend is one table entry: here the ONNX runner under another name, always one thread."""
-    from benchmarks.runners import OrtRunner
+    from elsr.runtime.onnx_model import OnnxUpscaler
 
-    table = (Backend("ort-one", "onnxruntime", (".onnx",), lambda path, threads: OrtRunner(path, 1)),)
+    table = (Backend("ort-one", "onnxruntime", lambda path, threads: OnnxUpscaler(path, threads=1)),)
     result = run_benchmark(BenchConfig(models=[models.fp32, models.broken], size=SIZE, runs=2, warmup=0,
                                        threads=[1, 2], backends=["all"]), table)
     assert [(r.name, r.threads, r.status[:6]) for r in result.rows] == [

@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from benchmarks.bench import run_benchmark
-from benchmarks.config import BenchConfig
-from elsr.evaluate import KEYS, EvalConfig, evaluate
+from elsr.benchmarks.bench import run_benchmark
+from elsr.benchmarks.config import BenchConfig
+from elsr.data.metrics import METRIC_KEYS as KEYS
+from elsr.runtime.evaluate import EvalConfig, evaluate
+
 SIZE = (24, 32)  # LR height x width: tiny, for speed
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.config import BenchConfig, parse_size, resolve_threads, usable_cores
+from elsr.benchmarks.config import BenchConfig, parse_size, resolve_threads, usable_cores
 from elsr.errors import ElsrError
 
 

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from benchmarks import data_loading
-from elsr.imageio import read_image
-from elsr.prepare import PrepareConfig, prepare
+from elsr.benchmarks import data_loading
+from elsr.cli.data_loading import main as data_loading_main
+from elsr.data.prepare import PrepareConfig, prepare
+from elsr.io.images import read_image
 from tests.helpers import image_folder
 
 
@@ -17,7 +18,7 @@ def test_throughput_reports_loading_training_and_both(tmp_path, rng, capsys):
     h5 = tmp_path / "p.h5"
     prepare(PrepareConfig(sources=[folder], out=h5, scales=(4,), patch_size=32, stride=16))
     out = tmp_path / "t.json"
-    assert data_loading.main(["throughput", "--data", str(h5), "--patch", "6", "--batch", "4", "--iters", "3",
+    assert data_loading_main(["throughput", "--data", str(h5), "--patch", "6", "--batch", "4", "--iters", "3",
                               "--workers", "0,1", "--device", "cpu", "--threads", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [r["workers"] for r in result["loading"]] == [0, 1] == [r["workers"] for r in
@@ -30,7 +31,7 @@ def test_throughput_reports_loading_training_and_both(tmp_path, rng, capsys):
 
 def test_prepare_memory_measures_a_child_process_and_cleans_up(tmp_path):
     out = tmp_path / "m.json"
-    assert data_loading.main(["prepare-memory", "--frames", "3", "--width", "96", "--height", "64",
+    assert data_loading_main(["prepare-memory", "--frames", "3", "--width", "96", "--height", "64",
                               "--work", str(tmp_path / "w"), "--scales", "4", "--patch-size", "32",
                               "--stride", "32", "--json", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -1,6 +1,6 @@
 import json
 
-from benchmarks.large_image import main
+from elsr.cli.large_image import main
 
 
 def test_large_image_run_reports_memory_and_tiles_match(tmp_path):

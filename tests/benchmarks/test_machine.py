@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
+from elsr.benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
 
 
 def test_detect():

@@ -4,12 +4,15 @@ import importlib.util
 
 import pytest
 
-from benchmarks.__main__ import main as bench_main
-from benchmarks.bench import run_benchmark
-from benchmarks.config import BenchConfig
-from elsr.evaluate import EvalConfig, evaluate
-from elsr.quantization import QuantELSR, quant_params
-from export.formats import ExportRequest, FORMATS, qat_model_from_onnx
+from elsr.benchmarks.bench import run_benchmark
+from elsr.benchmarks.config import BenchConfig
+from elsr.cli.bench import module_main as bench_main
+from elsr.export.formats import FORMATS
+from elsr.export.onnx_int8 import qat_model_from_onnx
+from elsr.export.request import ExportRequest
+from elsr.quant.fake_quant import QuantELSR
+from elsr.quant.params import quant_params
+from elsr.runtime.evaluate import EvalConfig, evaluate
 
 SIZE = (24, 32)
 HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
@@ -18,7 +21,7 @@ HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 @pytest.fixture(scope="module")
 def artifacts(models, tmp_path_factory):
     """The conftest's models as .ort (INT8) and, with the extra, .tflite (INT8 float I/O and uint8 I/O)."""
-    from elsr.checkpoint import load_model
+    from elsr.model.checkpoint import load_model
 
     root = tmp_path_factory.mktemp("mobile")
     model, _ = load_model(models.weights)

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from benchmarks.paper import PAPER, comparison, comparison_lines, realtime_fraction
-from benchmarks.results import Row
+from elsr.benchmarks.paper import PAPER, comparison, comparison_lines, realtime_fraction
+from elsr.benchmarks.results import Row
 
 
 def test_comparison():

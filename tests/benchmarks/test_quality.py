@@ -2,9 +2,9 @@
 
 import pytest
 
-from benchmarks.quality import QualityCache
+from elsr.benchmarks.quality import QualityCache
 from elsr.errors import ElsrError
-from elsr.evaluate import EvalConfig, evaluate
+from elsr.runtime.evaluate import EvalConfig, evaluate
 
 
 def test_cache(models, monkeypatch):
@@ -12,7 +12,7 @@ def test_cache(models, monkeypatch):
     first = cache.scores(models.fp32)
     expected = evaluate(EvalConfig(model=models.fp32, data=models.hr, device="cpu", progress=False))["mean"]
     assert first == expected["model"] and cache.bicubic == expected["bicubic"]
-    monkeypatch.setattr("benchmarks.quality.evaluate", lambda cfg: pytest.fail("evaluated twice"))
+    monkeypatch.setattr("elsr.benchmarks.quality.evaluate", lambda cfg: pytest.fail("evaluated twice"))
     assert cache.scores(models.fp32) is first
     assert cache.command(models.fp32) == f"elsr eval --model {models.fp32} --data {models.hr} --device cpu"
 

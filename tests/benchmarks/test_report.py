@@ -6,9 +6,10 @@ import json
 import matplotlib.image
 import pytest
 
-from benchmarks.bench import run_benchmark
-from benchmarks.config import BenchConfig
-from benchmarks.report import COLUMNS, format_report, markdown_table, write_markdown, write_outputs
+from elsr.benchmarks.bench import run_benchmark
+from elsr.benchmarks.config import BenchConfig
+from elsr.benchmarks.report import COLUMNS, format_report, markdown_table, write_markdown, write_outputs
+
 SIZE = (24, 32)  # LR height x width: tiny, for speed
 
 
@@ -16,7 +17,7 @@ SIZE = (24, 32)  # LR height x width: tiny, for speed
 def result(models):
     cfg = BenchConfig(weights=models.weights, models=[models.fp32, models.broken], data=models.hr, size=SIZE,
                       runs=2, warmup=0, threads=[1], backends=["torch-cpu", "ort-cpu"],
-                      command="python -m benchmarks --weights model.pt")
+                      command="python -m elsr.benchmarks --weights model.pt")
     return run_benchmark(cfg)
 
 
@@ -53,5 +54,5 @@ def test_markdown(result, tmp_path):
     text = path.read_text()
     assert text.startswith("# ELSR benchmarks")
     assert f"Machine: {result.machine.line()}" in text and "onnxruntime" in text
-    assert "```bash\npython -m benchmarks --weights model.pt\n```" in text
+    assert "```bash\npython -m elsr.benchmarks --weights model.pt\n```" in text
     assert markdown_table(result.rows) in text

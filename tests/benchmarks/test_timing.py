@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.timing import Latency, measure
+from elsr.benchmarks.timing import Latency, measure
 
 
 def test_statistics():

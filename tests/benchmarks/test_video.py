@@ -4,13 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.runners import OrtRunner
-from benchmarks.video import decode_frames, run_video
+from elsr.benchmarks.video import decode_frames, run_video
 from elsr.errors import ElsrError
+from elsr.runtime.onnx_model import OnnxUpscaler
 
 
 def test_frames_folder(models):
-    report = run_video(models.frames, OrtRunner(models.fp32, 1))
+    report = run_video(models.frames, OnnxUpscaler(models.fp32, threads=1))
     assert (report["frames"], report["input_size"], report["output_size"]) == (5, "32x24", "128x96")
     assert 0 < report["end_to_end_fps"] <= report["sr_fps"] <= report["model_fps"]
     assert report["output_bytes"] > 0 and report["codec"] == "mp4v"
@@ -23,7 +23,7 @@ def test_video_file_and_limit(models, tmp_path):
         writer.write(frame)
     writer.release()
     assert len(list(decode_frames(path))) == 5
-    report = run_video(path, OrtRunner(models.fp32, 1), limit=3)
+    report = run_video(path, OnnxUpscaler(models.fp32, threads=1), limit=3)
     assert report["frames"] == 3 and report["scale"] == 4
 
 

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.backends import no_tflite
-from elsr.checkpoint import save_checkpoint
-from elsr.cli import main
-from elsr.model import ELSR, ModelConfig
-from elsr.quantization import QuantELSR, quant_params, save_qat_checkpoint
-from export.formats import FORMATS, qat_model_from_onnx, quant_params_from_onnx
-from export.onnx_int8 import build_int8_model, save_model
-from export.onnx_fp32 import onnx_metadata
+from elsr.benchmarks.backends import no_tflite
+from elsr.cli.main import main
+from elsr.export.formats import FORMATS
+from elsr.export.onnx_int8 import build_int8_model, qat_model_from_onnx, quant_params_from_onnx, save_model
+from elsr.model.checkpoint import save_checkpoint
+from elsr.model.network import ELSR, ModelConfig
+from elsr.quant.checkpoint import save_qat_checkpoint
+from elsr.quant.fake_quant import QuantELSR
+from elsr.quant.params import quant_params
+from elsr.runtime.contract import model_metadata as onnx_metadata
 from tests.helpers import image_folder
 
 HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
@@ -58,7 +60,7 @@ def hide_litert(monkeypatch):
 
 
 def test_one_table_drives_export_and_benchmarks():
-    from benchmarks.backends import BACKENDS
+    from elsr.benchmarks.backends import BACKENDS
 
     assert list(FORMATS) == ["onnx", "ort", "tflite"]
     backends = {b.name: b for b in BACKENDS}
@@ -119,14 +121,14 @@ def test_ort_int8_from_the_int8_onnx_and_overwrite(files, tmp_path, capsys):
     assert "mobile usability: Model should perform well with NNAPI" in printed
     assert "int8 vs QAT fake-quant images" not in printed and printed.count("int8 vs QAT fake-quant") == 5
     assert "validate hr (2 images, q.ort): PSNR-Y" in printed
-    assert "python -m benchmarks --models" in printed and "--backends ort-cpu" in printed
+    assert "python -m elsr.benchmarks --models" in printed and "--backends ort-cpu" in printed
     out.unlink()  # the config alone still blocks a second export without --overwrite
     assert "--overwrite" in one_line_error(capsys, argv)
     assert main([*argv, "--overwrite"]) == 0
 
 
 def test_qat_model_from_int8_onnx_equals_the_checkpoint(files):
-    from elsr.quantization import load_qat_checkpoint
+    from elsr.quant.checkpoint import load_qat_checkpoint
 
     a, b = quant_params(load_qat_checkpoint(files["qat"])), quant_params(qat_model_from_onnx(files["int8"]))
     assert a.config == b.config and np.array_equal(a.slope, b.slope)

@@ -10,11 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from elsr.checkpoint import save_checkpoint
-from elsr.cli import main
+from elsr.cli.main import main
 from elsr.errors import ElsrError
-from elsr.model import ELSR, ModelConfig, count_parameters
-from export.onnx_fp32 import CHECK_SHAPES, check_inputs, check_parity, export_onnx, onnx_metadata, onnx_opset
+from elsr.export.onnx_fp32 import CHECK_SHAPES, check_inputs, check_parity, export_onnx, onnx_opset
+from elsr.model.checkpoint import save_checkpoint
+from elsr.model.network import ELSR, ModelConfig, count_parameters
+from elsr.runtime.contract import model_metadata as onnx_metadata
 from tests.helpers import image_folder
 
 REPO = Path(__file__).resolve().parents[2]

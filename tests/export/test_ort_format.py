@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from elsr.errors import ElsrError
-from elsr.model import ELSR, ModelConfig
-from elsr.quantization import QuantELSR
-from export.formats import FORMATS, ExportRequest, onnx_model
-from export.ort_format import config_path, required_operators, summarize_usability, write_ort
-from export.runtime import fixed_size_tiles, load_upscaler
+from elsr.export.formats import FORMATS, onnx_model
+from elsr.export.ort_format import config_path, required_operators, summarize_usability, write_ort
+from elsr.export.request import ExportRequest
+from elsr.model.network import ELSR, ModelConfig
+from elsr.quant.fake_quant import QuantELSR
+from elsr.runtime.base import fixed_size_tiles
+from elsr.runtime.loaders import load_upscaler
 from tests.helpers import smooth_image
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "elsr" / "pretrained"
@@ -124,7 +126,7 @@ def test_fixed_size_tiles_places_every_window(rng):
 
 
 def test_bundled_int8_model_converts_and_keeps_its_outputs(tmp_path, shared_data):
-    from elsr.imageio import list_images, read_image
+    from elsr.io.images import list_images, read_image
 
     bundled = PRETRAINED / "elsr_x4_int8.onnx"
     files, _ = write_ort(onnx.load(str(bundled)), tmp_path / "elsr_x4_int8.ort")

@@ -1,0 +1,80 @@
+"""``elsr bench`` / ``python -m elsr.benchmarks``: benchmark every backend on the models given."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from elsr.benchmarks.backends import BACKENDS
+from elsr.benchmarks.bench import run_benchmark
+from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
+from elsr.benchmarks.report import format_report, write_markdown, write_outputs
+from elsr.cli.command import common_options, run_command, setup_logging
+from elsr.pretrained import model_path
+from elsr.provenance import command_line
+
+
+def backends_help() -> str:
+    return "; ".join(f"{b.name}{'' if b.default else ' (not default)'}: {b.description}" for b in BACKENDS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=model_path, metavar="CKPT",
+                        help="PyTorch checkpoint (or x2 / x4, a bundled one): the torch rows")
+    parser.add_argument("--onnx", "--models", type=model_path, nargs="+", default=[], dest="models", metavar="MODEL",
+                        help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite; "
+                             "or bundled models' names (x4-onnx, x4-int8, x4-int8-ort)")
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="HR images: PSNR/SSIM of each row as `elsr eval` reports it, plus a bicubic row")
+    parser.add_argument("--size", default="180x320", metavar="HxW",
+                        help="LR input height x width (default 180x320)")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"timed runs per row (default {DEFAULT_RUNS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help=f"untimed runs first (default {DEFAULT_WARMUP})")
+    parser.add_argument("--threads", type=int, nargs="+", metavar="N",
+                        help="CPU thread counts, one row each (default: 1 and all cores; 0 = all cores)")
+    parser.add_argument("--backends", nargs="+", default=["default"], metavar="NAME",
+                        help="backend names or globs, 'default' or 'all' (default: default; e.g. "
+                             f"'--backends default torch-compile' adds torch.compile). {backends_help()}")
+    parser.add_argument("--video", type=Path, metavar="DIR_OR_FILE",
+                        help="also time a video: frame folder or video file, decoded, super-resolved, encoded to mp4")
+    parser.add_argument("--video-backend", metavar="NAME",
+                        help="row for the video mode (name or glob; default: the first ok onnxruntime row)")
+    parser.add_argument("--video-frames", type=int, default=0, metavar="N", help="use the first N frames (0: all)")
+    parser.add_argument("--convert", action="store_true", help="let elsr eval convert greyscale/RGBA/16-bit images")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="write results.json, results.csv, latency_vs_psnr.png")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a BENCHMARKS.md-style report here")
+
+
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    return BenchConfig(weights=args.weights, models=list(args.models), data=args.data, size=parse_size(args.size),
+                       runs=args.runs, warmup=args.warmup, threads=resolve_threads(args.threads),
+                       backends=args.backends, video=args.video, video_backend=args.video_backend,
+                       video_frames=args.video_frames, convert=args.convert,
+                       command=getattr(args, "command_line", None) or command_line())
+
+
+def run(args: argparse.Namespace) -> int:
+    result = run_benchmark(bench_config(args))
+    print(format_report(result), end="")
+    if args.out:
+        paths = write_outputs(result, args.out)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+    if args.markdown:
+        write_markdown(result, args.markdown)
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def module_main(argv: list[str] | None = None) -> int:
+    """``python -m elsr.benchmarks``: the same options as ``elsr bench``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="python -m elsr.benchmarks", description=__doc__,
+                                     parents=[common_options()])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.command_line = " ".join(["python -m elsr.benchmarks", *map(shlex.quote, argv)])
+    setup_logging(args.quiet)
+    return run_command(run, args)

@@ -1,0 +1,86 @@
+"""Running one command: the options every command has, logging, and every failure as one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable
+
+from elsr.errors import OS_FIXES, ElsrError, from_os_error
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The options every command has."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks (also: ELSR_DEBUG=1)")
+    common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    return common
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
+
+
+def quiet_native_libraries() -> None:
+    """Keep OpenCV's and FFmpeg's own warnings ("libpng warning", "[h264 @ ...]") off stderr: the tool's
+    checks report bad files in one line of their own (--debug leaves them on)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when a capture opens
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - very old OpenCV
+        pass
+
+
+def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; user errors become one line on stderr and exit code 2, internal ones exit code 1."""
+    debug = getattr(args, "debug", False) or os.environ.get("ELSR_DEBUG") == "1"
+    if not debug:
+        quiet_native_libraries()
+    try:
+        return run(args)
+    except ElsrError as exc:
+        if debug:
+            raise
+        print(f"elsr: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # A file problem no check caught (a full disk, a permission) is still the user's to fix.
+        if debug:
+            raise
+        if exc.errno not in OS_FIXES:
+            return internal_error(exc)
+        print(f"elsr: error: {from_os_error(exc).one_line()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError as exc:
+        if debug:
+            raise
+        print(f"elsr: error: out of memory ({exc or 'allocation failed'}) (fix: lower --max-memory or --tile, "
+              "a smaller batch, or free memory)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("elsr: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, unless --debug
+        if debug:
+            raise
+        if "Failed to allocate memory" in str(exc):  # onnxruntime's out-of-memory, which is a plain Exception
+            print("elsr: error: out of memory in onnxruntime (fix: lower --max-memory or --tile, or free memory)",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> int:
+    """A bug or an unforeseen failure: one line naming the exception, exit code 1."""
+    print(f"elsr: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+          "(rerun with --debug for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL

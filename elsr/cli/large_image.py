@@ -1,0 +1,42 @@
+"""``python -m elsr.benchmarks.large_image``: upscale a big image under a memory limit, and check the tiles.
+
+Imports nothing that loads PyTorch: the measured child process is forked from this one (see
+``elsr.benchmarks.large_image``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from elsr.benchmarks.large_image import LargeImageConfig, run_large_image
+from elsr.io.files import write_text
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 4000x3000")
+    return int(parts[0]), int(parts[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m elsr.benchmarks.large_image", description=__doc__)
+    parser.add_argument("--size", type=_size, default=(4000, 3000), help="input WIDTHxHEIGHT (default 4000x3000)")
+    parser.add_argument("--max-memory", type=float, default=LargeImageConfig.max_memory_mb,
+                        dest="max_memory_mb", help="memory limit in MB (default %(default)s)")
+    parser.add_argument("--model", help="model file (default: the bundled x4 INT8 model)")
+    parser.add_argument("--tile", type=int, help="LR tile side (default: elsr upscale's choice from --max-memory)")
+    parser.add_argument("--crop", type=int, default=LargeImageConfig.crop,
+                        help="side of the crop checked against an untiled run (default %(default)s)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    result = run_large_image(LargeImageConfig(width=args.size[0], height=args.size[1], max_memory_mb=args.max_memory_mb,
+                                              model=args.model, tile=args.tile, crop=args.crop))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        write_text(args.json, text + "\n")
+    return 0 if result["exit_code"] == 0 else 1

@@ -1,0 +1,1 @@
+"""The ELSR network, its re-parameterised training form, checkpoints and PyTorch inference."""

@@ -1,0 +1,34 @@
+"""QAT checkpoints (``.qat.pt``): the fake-quant weights and frozen ranges, reusable for every INT8 export."""
+
+from __future__ import annotations
+
+import torch
+
+from elsr.errors import ElsrError
+from elsr.io.files import atomic_path
+from elsr.model.checkpoint import load_safely
+from elsr.model.network import ELSR, ModelConfig
+from elsr.quant.fake_quant import QuantELSR
+
+QAT_FORMAT = "elsr-qat-checkpoint"
+
+
+def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict]) -> None:
+    """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again."""
+    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(),
+               "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_qat_checkpoint(path) -> QuantELSR:
+    """The frozen fake-quant model of a ``.qat.pt`` file (read without running code)."""
+    ckpt = load_safely(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != QAT_FORMAT:
+        raise ElsrError("not a QAT checkpoint", path=path, fix="pass the .qat.pt written by 'elsr quantize'")
+    qmodel = QuantELSR(ELSR(ModelConfig.from_dict(ckpt["arch"])))
+    state = {**qmodel.state_dict(), **ckpt["model"]}  # checkpoints from before learned ranges lack their keys
+    if set(state) != set(qmodel.state_dict()):
+        raise ElsrError("QAT checkpoint does not fit this ELSR model", path=path, fix="run 'elsr quantize' again")
+    qmodel.load_state_dict(state)
+    return qmodel.eval()

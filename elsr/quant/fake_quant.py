@@ -1,0 +1,182 @@
+"""Fake quantization of ELSR at exactly the points where the fully integer INT8 graph quantizes.
+
+The fake-quant model mirrors, tensor for tensor, the QDQ ONNX graph that ``elsr.export.onnx_int8``
+builds (and the TFLite graph of ``elsr.export.tflite``), so what QAT trains is what the runtimes run:
+
+- input and output on the uint8 pixel grid (scale 1/255, zero point 0): both ends are lossless,
+  and the output is clipped to [0, 1] for free (the field rounds outputs to uint8 anyway);
+- weights: per-channel symmetric int8; biases: int32 with scale input_scale * weight_scale;
+- activations: per-tensor uint8 with min/max observers (EMA), frozen for the last epochs;
+- the shared PReLU slope runs as LeakyRelu, which has an integer kernel in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elsr.model.network import ELSR, ModelConfig
+
+ACT_QMIN, ACT_QMAX = 0, 255     # uint8 activations
+W_QMIN, W_QMAX = -128, 127      # int8 weights; symmetric scales use +-127
+PIXEL_RANGE = (0.0, 1.0)        # input/output range: scale 1/255, zero point 0
+OBSERVED = ("head", "body_conv1", "body_act", "body_conv2", "add")  # activations with learned ranges
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half to even, with a straight-through gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+class ActFakeQuant(nn.Module):
+    """Per-tensor uint8 fake quantization.
+
+    The range comes from an EMA min/max observer, or is fixed; after ``learn_range()`` the scale
+    and zero point are trained with the network (LSQ, Esser et al. 2020): a learned range can clip
+    rare outliers to get finer steps where the values are.
+    """
+
+    def __init__(self, fixed: tuple[float, float] | None = None, momentum: float = 0.01) -> None:
+        super().__init__()
+        self.momentum = momentum
+        lo, hi = fixed or (0.0, 0.0)
+        self.register_buffer("min_val", torch.tensor(lo))
+        self.register_buffer("max_val", torch.tensor(hi))
+        self.register_buffer("initialised", torch.tensor(fixed is not None))
+        self.register_buffer("frozen", torch.tensor(fixed is not None))
+        self.register_buffer("learned", torch.tensor(False))
+        self.log_scale = nn.Parameter(torch.zeros(()))   # trained only once learned
+        self.zero_point = nn.Parameter(torch.zeros(()))  # in levels; used rounded
+
+    def observed_qparams(self) -> tuple[float, int]:
+        """(scale, zero point) of the observed range; the range always holds 0 so zero padding stays exact."""
+        lo = min(float(self.min_val), 0.0)
+        hi = max(float(self.max_val), 0.0)
+        scale = max((hi - lo) / (ACT_QMAX - ACT_QMIN), 1e-8)
+        zero_point = int(np.clip(round(ACT_QMIN - lo / scale), ACT_QMIN, ACT_QMAX))
+        return scale, zero_point
+
+    def qparams(self) -> tuple[float, int]:
+        """(scale, zero point) the integer graph uses."""
+        if bool(self.learned):
+            zero_point = int(np.clip(torch.round(self.zero_point.detach()).item(), ACT_QMIN, ACT_QMAX))
+            return float(self.log_scale.detach().exp()), zero_point
+        return self.observed_qparams()
+
+    @torch.no_grad()
+    def learn_range(self) -> None:
+        """Start training scale and zero point from the observed range (observer off from now on)."""
+        scale, zero_point = self.observed_qparams()
+        self.log_scale.fill_(math.log(scale))
+        self.zero_point.fill_(float(zero_point))
+        self.learned.fill_(True)
+        self.frozen.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(self.learned):
+            scale = self.log_scale.exp()
+            zero_point = torch.clamp(round_ste(self.zero_point), ACT_QMIN, ACT_QMAX)
+            levels = torch.clamp(round_ste(x / scale) + zero_point, ACT_QMIN, ACT_QMAX)
+            return (levels - zero_point) * scale
+        if self.training and not bool(self.frozen):
+            lo, hi = x.detach().min(), x.detach().max()
+            if not bool(self.initialised):
+                self.min_val.copy_(lo)
+                self.max_val.copy_(hi)
+                self.initialised.fill_(True)
+            else:
+                self.min_val.lerp_(lo, self.momentum)
+                self.max_val.lerp_(hi, self.momentum)
+        scale, zero_point = self.qparams()
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, ACT_QMIN, ACT_QMAX)
+
+
+def weight_scales(weight: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric int8 scales."""
+    return weight.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / W_QMAX
+
+
+def fake_quant_weight(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    zeros = torch.zeros_like(scales, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scales, zeros, 0, W_QMIN, W_QMAX)
+
+
+def fake_quant_bias(bias: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """int32 bias on the grid input_scale * weight_scale (straight-through gradient)."""
+    return bias + (torch.round(bias / scales) * scales - bias).detach()
+
+
+class QuantELSR(nn.Module):
+    """ELSR with fake quantization at exactly the points where the INT8 graph quantizes."""
+
+    def __init__(self, model: ELSR) -> None:
+        super().__init__()
+        self.config: ModelConfig = model.config
+        self.head = copy.deepcopy(model.head)
+        self.body_conv1 = copy.deepcopy(model.body_conv1)
+        self.body_act = copy.deepcopy(model.body_act)
+        self.body_conv2 = copy.deepcopy(model.body_conv2)
+        self.tail = copy.deepcopy(model.tail)
+        self.upsample = nn.PixelShuffle(self.config.scale)
+        self.quant = nn.ModuleDict({"input": ActFakeQuant(PIXEL_RANGE), "tail": ActFakeQuant(PIXEL_RANGE),
+                                    **{name: ActFakeQuant() for name in OBSERVED}})
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def freeze_observers(self) -> None:
+        for quant in self.quant.values():
+            quant.frozen.fill_(True)
+
+    def learn_ranges(self) -> None:
+        """Train the observed activation ranges from now on (the pixel-grid ends stay fixed)."""
+        for name in OBSERVED:
+            self.quant[name].learn_range()
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("quant.")]
+
+    def range_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith("quant.")]
+
+    def _conv(self, layer: nn.Conv2d, x: torch.Tensor, input_quant: str) -> torch.Tensor:
+        w_scales = weight_scales(layer.weight)
+        b_scales = self.quant[input_quant].qparams()[0] * w_scales
+        return F.conv2d(x, fake_quant_weight(layer.weight, w_scales), fake_quant_bias(layer.bias, b_scales),
+                        padding=1)
+
+    def forward(self, x: torch.Tensor, taps: dict | None = None) -> torch.Tensor:
+        q = self.quant
+        x = q["input"](x)
+        head = q["head"](self._conv(self.head, x, "input"))
+        c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
+        act = q["body_act"](self.body_act(c1))
+        c2 = q["body_conv2"](self._conv(self.body_conv2, act, "body_act"))
+        added = q["add"](head + c2)
+        tail = q["tail"](self._conv(self.tail, added, "add"))
+        if taps is not None:
+            taps.update(head=head, body_conv1=c1, body_act=act, body_conv2=c2, add=added, tail=tail)
+        return self.upsample(tail)
+
+    def to_float(self) -> ELSR:
+        """The underlying float weights as a plain ELSR (no quantization)."""
+        model = ELSR(self.config)
+        model.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("quant.")})
+        return model.eval()
+
+
+def float_taps(model: ELSR, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The FP32 model's tensors at the points QuantELSR quantizes (for per-layer error reports)."""
+    head = model.head(x)
+    c1 = model.body_conv1(head)
+    act = model.body_act(c1)
+    c2 = model.body_conv2(act)
+    added = head + c2
+    return {"head": head, "body_conv1": c1, "body_act": act, "body_conv2": c2, "add": added,
+            "tail": model.tail(added)}

@@ -1,0 +1,40 @@
+"""The I/O contract of every model file elsr writes, in one place: the exporters write it, the loaders read it.
+
+- tensors: input ``lr`` and output ``sr``, RGB, NCHW float32 in [0, 1] for ONNX/ORT (TFLite: NHWC,
+  float32 in [0, 1] or uint8 pixels, its own ``io_contract``);
+- metadata (ONNX ``metadata_props``, a JSON entry ``elsr`` in a TFLite file): the format tag, scale,
+  layout, value range, precision, parameter count, validation PSNR, commit and command.
+"""
+
+from __future__ import annotations
+
+from elsr.model.network import ELSR, count_parameters
+from elsr.provenance import provenance
+
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+ONNX_FORMAT_TAG = "elsr-onnx"          # metadata 'format' of ONNX and ORT files
+TFLITE_FORMAT_TAG = "elsr-tflite"      # metadata 'format' of TFLite files
+TFLITE_METADATA_KEY = "elsr"           # the TFLite Model.metadata entry holding our JSON metadata
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = None) -> dict[str, str]:
+    """The metadata every elsr ONNX model carries (all values are strings); ``meta`` is the checkpoint's
+    (for psnr_y and the images it was measured on)."""
+    meta = meta or {}
+    fields: dict[str, object] = {
+        "format": ONNX_FORMAT_TAG, "scale": model.scale, "value_range": "0..1", "channel_order": "RGB",
+        "layout": "NCHW", "input": INPUT_NAME, "output": OUTPUT_NAME, "precision": precision,
+        "parameters": count_parameters(model)}
+    psnr_y = (meta.get("val") or {}).get("psnr_y")
+    if psnr_y is not None:
+        fields["psnr_y"] = f"{psnr_y:.4f}"
+    if meta.get("val_data"):
+        fields["psnr_data"] = meta["val_data"]
+    fields.update(provenance())
+    return {key: str(value) for key, value in fields.items()}
+
+
+def positive_int(value: str | None) -> int | None:
+    """A metadata value that must be a positive integer (scale, parameters), or None when absent or not one."""
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None

@@ -1,0 +1,60 @@
+"""One loader per model-file suffix: the table every command, export check and benchmark row loads through.
+
+A new runtime is one row here; the export format table and the benchmark backends take their suffix
+lists from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from elsr.errors import ElsrError
+from elsr.pretrained import MODELS, model_path
+from elsr.runtime.base import Upscaler
+from elsr.runtime.onnx_model import ONNX_SUFFIXES, OnnxUpscaler
+from elsr.runtime.pytorch_model import CHECKPOINT_SUFFIXES, TorchUpscaler
+from elsr.runtime.tflite_model import TFLITE_SUFFIXES, TfliteUpscaler
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What runs a kind of model file: its name (the benchmark backends' kind), suffixes and loader."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Callable[..., Upscaler]   # (path, scale, device, threads) -> Upscaler
+
+
+RUNTIMES: tuple[Runtime, ...] = (
+    Runtime("torch", CHECKPOINT_SUFFIXES, TorchUpscaler),
+    Runtime("onnxruntime", ONNX_SUFFIXES, OnnxUpscaler),
+    Runtime("tflite", TFLITE_SUFFIXES, TfliteUpscaler),
+)
+MODEL_SUFFIXES = tuple(s for runtime in RUNTIMES for s in runtime.suffixes)
+
+
+def runtime_named(name: str) -> Runtime:
+    return next(r for r in RUNTIMES if r.name == name)
+
+
+def runtime_for(path: Path) -> Runtime:
+    """The runtime of a model file, by suffix; ElsrError naming the suffixes we know."""
+    suffix = path.suffix.lower()
+    for runtime in RUNTIMES:
+        if suffix in runtime.suffixes:
+            return runtime
+    raise ElsrError(f"unknown model file type {path.suffix or '(no suffix)'!r}", path=path,
+                    fix=f"use one of {', '.join(MODEL_SUFFIXES)}, or a bundled model's name: {', '.join(MODELS)}")
+
+
+def load_upscaler(path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> Upscaler:
+    """Load a checkpoint (.pt/.pth), ONNX model (.onnx/.ort) or TFLite model (.tflite); ``scale``, when given,
+    must match it. A bundled model's name (``x4-int8``, ...) is taken too.
+
+    ``threads`` is the runtime's intra-op thread count (0: its default); a PyTorch model applies it only
+    while ``active()``.
+    """
+    path = model_path(str(path))
+    return runtime_for(path).load(path, scale, device, threads)

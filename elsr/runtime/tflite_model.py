@@ -1,0 +1,182 @@
+"""TFLite (LiteRT) models in the LiteRT interpreter, with its default XNNPACK delegate on the CPU.
+
+The interpreter and the flatbuffer schema come from the optional ``ai-edge-litert`` package
+(``pip install 'elsr[tflite]'``); everything here says so in one line when it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from elsr.errors import ElsrError
+from elsr.model.inference import array_to_image, image_to_array
+from elsr.runtime.base import ModelInfo, Upscaler, check_scale, info_from_metadata, probe_scale
+from elsr.runtime.contract import TFLITE_METADATA_KEY, positive_int
+
+TFLITE_SUFFIXES = (".tflite",)
+LITERT_PACKAGE = "ai_edge_litert"       # the module the tflite extra installs
+EXTRA_HINT = "pip install 'elsr[tflite]'"
+FILE_IDENTIFIER = b"TFL3"
+REEXPORT = "re-export it with 'elsr export --format tflite'"
+
+
+def litert_available() -> bool:
+    return importlib.util.find_spec(LITERT_PACKAGE) is not None
+
+
+def require_litert() -> None:
+    """ElsrError with the install hint when the LiteRT package is missing."""
+    if not litert_available():
+        raise ElsrError(f"TFLite support needs the optional package {LITERT_PACKAGE.replace('_', '-')!r}",
+                        fix=EXTRA_HINT)
+
+
+def schema():
+    """LiteRT's generated flatbuffer bindings of the TFLite schema (reading and writing .tflite files)."""
+    require_litert()
+    return importlib.import_module(f"{LITERT_PACKAGE}.schema_py_generated")
+
+
+def interpreter_class():
+    require_litert()
+    return importlib.import_module(f"{LITERT_PACKAGE}.interpreter").Interpreter
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Our metadata entry of a .tflite file ({} when it has none); ElsrError if it is not a TFLite model."""
+    s = schema()
+    data = Path(path).read_bytes()
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise ElsrError("not a TFLite model (no TFL3 identifier)", path=path, fix="export it with 'elsr export'")
+    try:
+        model = s.Model.GetRootAs(data, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == TFLITE_METADATA_KEY.encode():
+                raw = bytes(model.Buffers(entry.Buffer()).DataAsNumpy())
+                try:
+                    return json.loads(raw.decode())
+                except (ValueError, UnicodeDecodeError):
+                    return {}
+    except Exception as exc:  # noqa: BLE001 - flatbuffers raises struct/Type/Index errors on a damaged file
+        raise ElsrError(f"damaged TFLite model ({type(exc).__name__} while reading its tables)", path=path,
+                        fix=REEXPORT) from exc
+    return {}
+
+
+class TfliteModel:
+    """A .tflite image model in the LiteRT interpreter: NCHW float in, NCHW float out, any size.
+
+    Works with any image-to-image model with one NHWC (or NCHW) RGB input and output, float or
+    quantized (int8/uint8 tensors are (de)quantized with their own scale and zero point).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ElsrError("no such model file", path=self.path, fix="check the path")
+        self.metadata = read_metadata(self.path)
+        try:
+            self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=threads or None)
+        except (ValueError, RuntimeError) as exc:
+            raise ElsrError(f"the LiteRT interpreter cannot load it: {str(exc).strip().splitlines()[0]}",
+                            path=self.path, fix=REEXPORT) from exc
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1 or 3 not in (inputs[0]["shape"][-1], inputs[0]["shape"][1]):
+            raise ElsrError("not an image model: expected one RGB input and one output", path=self.path)
+        self.input, self.output = inputs[0], outputs[0]
+        self.nhwc = int(self.input["shape"][-1]) == 3
+        self._shape: tuple[int, ...] | None = None
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input["dtype"])
+
+    @property
+    def output_is_pixels(self) -> bool:
+        """True when the output is uint8 on the pixel grid (scale 1/255, zero point 0): plain RGB pixels."""
+        scale, zero_point = self.output["quantization"]
+        return np.dtype(self.output["dtype"]) == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 in [0, 1] -> the model's own input tensor (layout, dtype); resizes the model if needed."""
+        x = x.transpose(0, 2, 3, 1) if self.nhwc else x
+        dtype = self.input_dtype
+        if dtype.kind in "iu":
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+        x = np.ascontiguousarray(x, dtype=dtype)
+        if self._shape != x.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+            self.interpreter.allocate_tensors()
+            self._shape = x.shape
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run on a prepared input; the raw output tensor."""
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def to_float(self, y: np.ndarray) -> np.ndarray:
+        """A raw output -> NCHW float32."""
+        if y.dtype.kind in "iu":
+            scale, zero_point = self.output["quantization"]
+            y = (y.astype(np.float32) - zero_point) * np.float32(scale)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2) if self.nhwc else y, dtype=np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 in [0, 1] -> NCHW float32."""
+        return self.to_float(self.forward(self.prepare(x)))
+
+
+class TfliteUpscaler(Upscaler):
+    """A .tflite model run by LiteRT (XNNPACK on the CPU); NHWC, float or integer I/O (elsr.export.tflite).
+
+    The input is converted once to the model's own tensor (NHWC; float32, or the uint8 pixels of a
+    ``--uint8-io`` model), as a phone app hands it over.
+    """
+
+    def __init__(self, path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> None:
+        if device == "cuda":
+            raise ElsrError("TFLite models run on the CPU here", path=path, fix="use --device cpu or auto")
+        self.path = Path(path)
+        self.name = self.path.name
+        self.model = TfliteModel(self.path, threads or None)
+        stored = positive_int(self.model.metadata.get("scale"))
+        found = stored or probe_scale(self.run_array, self.path, REEXPORT)
+        self.scale = check_scale(found, scale, self.path, "TFLite")
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        return self.model.prepare(x)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.model.forward(x)
+
+    def fetch(self, y: np.ndarray) -> np.ndarray:
+        return self.model.to_float(y)
+
+    def upscale_frame(self, lr: np.ndarray) -> np.ndarray:
+        y = self.forward(self.prepare(image_to_array(lr)))
+        if self.model.nhwc and y.dtype == np.uint8 and self.model.output_is_pixels:
+            return np.ascontiguousarray(y[0])  # uint8 I/O: the output already is the image
+        return array_to_image(self.fetch(y))
+
+    def info(self) -> ModelInfo:
+        metadata = self.model.metadata
+        io = f"{self.model.input_dtype} I/O"
+        if not metadata:
+            return ModelInfo(io, None, self.path.stat().st_size, None,
+                             ["no elsr metadata: precision from the input type, GMAC/s unknown"])
+        info = info_from_metadata(self.path, metadata, metadata.get("precision"))
+        info.precision = f"{info.precision}, {io}"
+        return info
+
+    def close(self) -> None:
+        del self.model

@@ -1,0 +1,1 @@
+"""Training: schedules, losses, the epoch loop, the staged trainer, torchrun/DDP plumbing, curves."""

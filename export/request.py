@@ -1,0 +1,42 @@
+"""What an export is asked to write (the FP32 model, the QAT model for INT8, the I/O options) and what it wrote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elsr.model.network import ELSR
+from elsr.quant.fake_quant import QuantELSR
+from elsr.quant.params import QuantParams, quant_params
+
+
+@dataclass
+class ExportRequest:
+    """What to export: the FP32 model, and the QAT model when INT8 is asked."""
+
+    model: ELSR
+    meta: dict = field(default_factory=dict)
+    qmodel: QuantELSR | None = None           # INT8 from these QAT weights and ranges (the fake-quant reference)
+    params: QuantParams | None = None         # its integer parameters when they come from a file (else from qmodel)
+    fixed_shape: tuple[int, int, int, int] | None = None   # NCHW; None: dynamic batch, height, width
+    uint8_io: bool = False                    # TFLite: uint8 RGB in and out
+    opset: int | None = None                  # FP32 ONNX/ORT only
+    check_images: list[Path] = field(default_factory=list)
+
+    @property
+    def int8(self) -> bool:
+        return self.qmodel is not None
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.int8 else "fp32"
+
+    @property
+    def quant_params(self) -> QuantParams:
+        return self.params if self.params is not None else quant_params(self.qmodel)
+
+
+@dataclass
+class Exported:
+    files: list[Path]                         # the artifact first, then what goes with it
+    lines: list[str] = field(default_factory=list)   # what was checked, for the console

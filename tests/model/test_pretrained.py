@@ -1,0 +1,92 @@
+"""The bundled models score what elsr/pretrained/MODEL_CARD.md says (PSNR-Y, border = scale)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from elsr.pretrained import MODELS, model_path, pretrained
+from elsr.runtime.evaluate import EvalConfig, evaluate
+
+# model card figures: (name, test set, PSNR-Y); the card rounds to 0.01 dB
+CARD = [("x4", "Set5", 29.74), ("x4", "Set14", 26.97), ("x4-int8", "Set5", 29.69), ("x4-int8", "Set14", 26.95),
+        ("x2", "Set5", 35.77), ("x2", "Set14", 31.84)]
+_scores: dict[tuple[str, str], dict] = {}
+
+
+def scores(shared_data, name: str, test_set: str) -> dict:
+    if not (shared_data / test_set / "HR").is_dir():
+        pytest.skip(f"{test_set} not found in {shared_data}")
+    if (name, test_set) not in _scores:
+        _scores[name, test_set] = evaluate(EvalConfig(model=pretrained(name), data=shared_data / test_set / "HR",
+                                                      convert=True, progress=False))["mean"]
+    return _scores[name, test_set]
+
+
+def test_unknown_name_is_refused():
+    from elsr.errors import ElsrError
+    with pytest.raises(ElsrError, match="no bundled model 'x8'.*x4-int8"):
+        pretrained("x8")
+    assert all(path.is_file() for path in MODELS.values())
+
+
+@pytest.mark.parametrize("name,test_set,card", CARD)
+def test_bundled_model_scores_its_model_card_figure(shared_data, name, test_set, card):
+    mean = scores(shared_data, name, test_set)
+    assert mean["model"]["psnr_y"] == pytest.approx(card, abs=0.006)
+    assert mean["model"]["psnr_y"] > mean["bicubic"]["psnr_y"] + 0.8
+
+
+@pytest.mark.parametrize("test_set", ["Set5", "Set14"])
+def test_int8_models_are_within_005_db_of_fp32(shared_data, test_set):
+    fp32 = scores(shared_data, "x4", test_set)["model"]["psnr_y"]
+    for name in ("x4-int8", "x4-int8-ort"):
+        assert abs(scores(shared_data, name, test_set)["model"]["psnr_y"] - fp32) < 0.05, name
+
+
+def test_model_path_takes_a_bundled_name_unless_a_file_has_it(tmp_path, monkeypatch):
+    assert model_path("x2") == MODELS["x2"] and model_path("x4-int8-ort") == MODELS["x4-int8-ort"]
+    assert model_path("runs/x/model.pt") == Path("runs/x/model.pt")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x2").write_bytes(b"mine")
+    assert model_path("x2") == Path("x2")  # a file of that name wins
+
+
+def test_python_loaders_take_a_bundled_name():
+    from elsr import load_model
+    from elsr.runtime.loaders import load_upscaler
+
+    assert load_model("x2")[0].scale == 2
+    assert load_upscaler("x4-int8-ort")(np.zeros((12, 12, 3), np.uint8)).shape == (48, 48, 3)
+
+
+def test_upscale_and_eval_take_a_bundled_name(tmp_path, rng, capsys):
+    from elsr.cli.main import main
+    from elsr.io.images import read_image
+    from tests.helpers import image_folder
+
+    folder = image_folder(tmp_path / "in", rng, 1, (30, 40))
+    argv = ["upscale", "--model", "x2", "--input", str(folder / "img0.png"), "--output", str(tmp_path / "o.png")]
+    assert main(argv) == 0
+    assert read_image(tmp_path / "o.png").shape == (60, 80, 3)
+    assert main(["eval", "--model", "x2", "--data", str(folder)]) == 0
+    assert "x2, border 2" in capsys.readouterr().out
+
+
+def test_export_takes_a_bundled_name(tmp_path):
+    from elsr.cli.main import main
+
+    assert main(["export", "--weights", "x4", "--out", str(tmp_path / "x4.onnx")]) == 0
+    assert (tmp_path / "x4.onnx").stat().st_size > 10_000
+
+
+def test_readme_python_api_example_runs(tmp_path, rng, monkeypatch):
+    from elsr.io.images import read_image
+    from tests.helpers import write_png
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "small.png", rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    exec(compile(code, "README.md", "exec"), {})
+    assert read_image(tmp_path / "big.png").shape == (120, 160, 3)
