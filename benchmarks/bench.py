@@ -14,6 +14,7 @@ from elsr.benchmarks.config import BenchConfig
 from elsr.benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
 from elsr.benchmarks.paper import comparison, realtime_fraction
 from elsr.benchmarks.quality import QualityCache
+from elsr.benchmarks.readiness import readiness_rows
 from elsr.benchmarks.results import BenchResult, Row
 from elsr.benchmarks.timing import measure
 from elsr.benchmarks.video import run_video
@@ -180,4 +181,5 @@ def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> Be
         bicubic = add_quality(measured, QualityCache(cfg.data, cfg.convert))
         rows += [bicubic] if bicubic else []
     video = video_mode(cfg, plans, rows) if cfg.video else None
-    return BenchResult(machine, settings(cfg, resettable), rows, comparison(rows, cfg.data), video)
+    return BenchResult(machine, settings(cfg, resettable), rows, comparison(rows, cfg.data), video,
+                       readiness_rows(cfg.models))

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from elsr.benchmarks.paper import comparison_lines
+from elsr.benchmarks.readiness import readiness_table
 from elsr.benchmarks.results import BenchResult, Row
-from elsr.io.files import atomic_path, write_text
+from elsr.io.files import atomic_path, write_section, write_text
 
 MIB = 1024 * 1024
 
@@ -136,19 +137,30 @@ def write_outputs(result: BenchResult, out: Path) -> list[Path]:
     return paths
 
 
+BENCHMARKS_TITLE = "# ELSR benchmarks"
+BENCH_SECTION = "runtimes"
+
+
 def benchmarks_markdown(result: BenchResult) -> str:
-    """BENCHMARKS.md: machine, table, notes, and the command that regenerates it."""
+    """The runtime section of BENCHMARKS.md: machine, table, notes, delegate readiness, and the command."""
     s = result.settings
+    readiness = ["### Which phone accelerators take each file whole", "",
+                 "onnxruntime's mobile checker per execution provider (nodes it takes and the partitions they form, "
+                 "with fixed input sizes, as on a phone; each operator caveat the checker lists checked on the graph "
+                 "itself), and the operators LiteRT's default XNNPACK delegate takes with the float32 tensors left:",
+                 "", readiness_table(result.readiness), ""] if result.readiness else []
     return "\n".join([
-        "# ELSR benchmarks", "",
+        "## Runtimes: latency, memory and quality", "",
         f"Machine: {result.machine.line()}.", "",
         f"Threads used: {', '.join(map(str, s['threads']))}; input {s['input_shape']}; "
         f"{s['warmup']} warm-up + {s['runs']} timed runs per row.", "",
         markdown_table(result.rows), "",
         *notes(result), "",
+        *readiness,
         "Regenerate with (the models come from the commands in README.md, section Reproduce):", "", "```bash",
         s["command"] or "python -m elsr.benchmarks", "```", ""])
 
 
 def write_markdown(result: BenchResult, path: Path) -> None:
-    write_text(path, benchmarks_markdown(result))
+    """Write (or rewrite) the runtime section of a BENCHMARKS.md-style file; its other sections stay."""
+    write_section(path, BENCH_SECTION, benchmarks_markdown(result), BENCHMARKS_TITLE)

@@ -61,7 +61,8 @@ class BenchResult:
     rows: list[Row]
     paper: dict[str, Any]
     video: dict[str, Any] | None = None
+    readiness: list[dict[str, str]] = field(default_factory=list)   # which phone accelerators take each model file
 
     def to_dict(self) -> dict[str, Any]:
         return {"machine": self.machine.to_dict(), "settings": self.settings, "paper": self.paper,
-                "video": self.video, "rows": [row.to_dict() for row in self.rows]}
+                "video": self.video, "readiness": self.readiness, "rows": [row.to_dict() for row in self.rows]}

@@ -44,7 +44,7 @@ def check_inputs_for(request: ExportRequest) -> tuple[list[str], list[np.ndarray
             if x.shape[2] >= h and x.shape[3] >= w:
                 inputs.append(np.repeat(x[:, :, :h, :w], n, axis=0))
                 labels.append(f"{path.name} (crop)")
-    if request.uint8_io or request.int8:  # the INT8 input is the uint8 pixel grid; uint8 I/O takes pixels
+    if request.pixel_io or request.int8:  # the INT8 input is the pixel grid; pixel I/O takes pixels
         inputs = [_grid(x) for x in inputs]
     return labels, inputs
 
@@ -61,12 +61,12 @@ def check_artifact(request: ExportRequest, path: Path) -> list[str]:
         for x in inputs:
             with torch.no_grad():
                 ref = model(torch.from_numpy(x)).numpy()
-            if request.uint8_io:
+            if request.pixel_io:
                 ref = np.clip(ref, 0, 1)
             errors.append((tuple(x.shape), float(np.abs(upscaler.run_array(x) - ref).max())))
         for label, (shape, error) in zip(labels, errors):
             lines.append(f"parity {label} {'x'.join(map(str, shape))}: max abs error {error:.2e}")
-        tol = 0.5 / 255 + TOLERANCE if request.uint8_io else TOLERANCE
+        tol = 0.5 / 255 + TOLERANCE if request.pixel_io else TOLERANCE
         try:
             require_parity(errors, path, tol)
         except ElsrError as exc:

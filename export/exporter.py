@@ -25,7 +25,7 @@ from elsr.model.network import ELSR
 from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import QuantParams
-from elsr.quant.qat import QATConfig, train_qat
+from elsr.quant.qat import QATConfig, selected_metrics, train_qat
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ExportConfig:
     val: Path | None = None
     qat: QATConfig = field(default_factory=QATConfig)
     fixed_shape: tuple[int, int, int, int] | None = None   # NCHW
-    uint8_io: bool = False
+    io: str = "float"                               # TFLite: the tensors at the ends (elsr.export.tflite.TFLITE_IO)
     opset: int | None = None
     scale: int | None = None                        # expected scale (must match the checkpoint)
     check_images: Path | None = None                # parity also on up to MAX_CHECK_IMAGES of these
@@ -68,9 +68,9 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 def _check_options(cfg: ExportConfig, fmt: ExportFormat) -> None:
     """Options that do not fit the format or each other: refused before any work."""
     fmt.ensure_available()
-    if cfg.uint8_io and not fmt.uint8_io:
-        raise ElsrError(f"--uint8-io is for --format tflite, not {fmt.name}",
-                        fix="ONNX and ORT models take float32 input")
+    if cfg.io not in fmt.io_modes:
+        raise ElsrError(f"--format {fmt.name} cannot have {cfg.io} tensors at its ends (--io {cfg.io})",
+                        fix=f"use --format tflite for pixel I/O; {fmt.name} takes {', '.join(fmt.io_modes)}")
     if cfg.opset is not None and (cfg.int8 or not fmt.opset):
         raise ElsrError("--opset applies to FP32 ONNX and ORT exports only", fix="leave --opset out")
     if not cfg.int8 and (cfg.qat_checkpoint or cfg.train):
@@ -101,24 +101,25 @@ def _warn_if_other_weights(qmodel: QuantELSR, model: ELSR, cfg: ExportConfig) ->
 
 
 def qat_model(cfg: ExportConfig, model: ELSR, out: Path,
-              emit: Callable[[str], None]) -> tuple[QuantELSR, QuantParams | None]:
-    """The QAT model for an INT8 export: from ``qat_checkpoint``, or trained now (and saved beside ``out``)."""
+              emit: Callable[[str], None]) -> tuple[QuantELSR, QuantParams | None, dict]:
+    """The QAT model for an INT8 export, its integer parameters when read from a file, and its meta (its own
+    validation PSNR): from ``qat_checkpoint``, or trained now (and saved beside ``out``)."""
     if cfg.qat_checkpoint is not None:
-        qmodel, params = load_int8_source(cfg.qat_checkpoint)
+        qmodel, params, meta = load_int8_source(cfg.qat_checkpoint)
         if qmodel.config != model.config:
             raise ElsrError(f"QAT checkpoint is a {qmodel.config} model but --weights is a {model.config} model",
                             path=cfg.qat_checkpoint, fix="pass the .qat.pt made from these weights")
         _warn_if_other_weights(qmodel, model, cfg)
-        return qmodel, params
+        return qmodel, params, meta
     if cfg.train is None or cfg.val is None:
         raise ElsrError("--int8 needs the QAT weights and ranges",
                         fix="pass --qat-checkpoint QAT.pt, or --train DIR and --val DIR to run QAT now")
     source = open_training_data(cfg.train, cfg.convert)
     val = ValidationSet(cfg.val, cfg.convert)
     qmodel, history = train_qat(model, source, val, cfg.qat, resolve_device(cfg.device), progress=True)
-    save_qat_checkpoint(out.with_suffix(QAT_SUFFIX), qmodel, history)
+    save_qat_checkpoint(out.with_suffix(QAT_SUFFIX), qmodel, history, cfg.val)
     emit(f"wrote {out.with_suffix(QAT_SUFFIX)} (reuse it with --qat-checkpoint)")
-    return qmodel, None
+    return qmodel, None, {"val": selected_metrics(history), "val_data": str(cfg.val)}
 
 
 def export_model(cfg: ExportConfig, emit: Callable[[str], None] = log.info) -> Path:
@@ -126,14 +127,14 @@ def export_model(cfg: ExportConfig, emit: Callable[[str], None] = log.info) -> P
     fmt = FORMATS[cfg.format]
     _check_options(cfg, fmt)
     model, ckpt = load_model(cfg.weights, cfg.scale)
-    out = cfg.out or fmt.default_name(model.scale, cfg.int8, cfg.uint8_io)
+    out = cfg.out or fmt.default_name(model.scale, cfg.int8, cfg.io)
     _outputs(cfg, fmt, out)
     images = list_images(cfg.check_images)[:MAX_CHECK_IMAGES] if cfg.check_images else []
     for data in cfg.validate:
         list_images(data)  # a missing folder fails now, not after QAT
-    qmodel, params = qat_model(cfg, model, out, emit) if cfg.int8 else (None, None)
-    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, params, cfg.fixed_shape, cfg.uint8_io, cfg.opset,
-                            images)
+    qmodel, params, int8_meta = qat_model(cfg, model, out, emit) if cfg.int8 else (None, None, {})
+    request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, params, cfg.fixed_shape, cfg.io, cfg.opset,
+                            images, int8_meta)
     exported = fmt.export(request, out)
     emit(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, {fmt.name}, {request.precision}, x{model.scale})"
          + "".join(f", {p}" for p in exported.files[1:]))

@@ -10,7 +10,6 @@ interpreter for ``.tflite``) and the benchmark backend that times it.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +20,20 @@ import onnx
 from elsr.errors import ElsrError
 from elsr.export import tflite
 from elsr.export.checks import check_artifact, validate
+from elsr.export.delegates import onnx_readiness, tflite_readiness
 from elsr.export.onnx_fp32 import export_onnx, onnx_opset
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
-from elsr.export.ort_format import config_path, fix_input_shape, required_operators, summarize_usability, write_ort
+from elsr.export.ort_format import config_path, fix_input_shape, required_operators, write_ort
 from elsr.export.request import Exported, ExportRequest
 from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, model_metadata
-
-log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------- exporters
 
 
-def onnx_model(request: ExportRequest):
+def onnx_model(request: ExportRequest) -> onnx.ModelProto:
     """The ONNX ModelProto of the request: FP32 (torch.onnx) or the INT8 QDQ graph; fixed shape if asked."""
     if request.int8:
-        metadata = {**model_metadata(request.model, "int8", request.meta), "quantization": INT8_QUANTIZATION}
+        metadata = {**model_metadata(request.model, "int8", request.artifact_meta), "quantization": INT8_QUANTIZATION}
         proto = build_int8_model(request.quant_params, metadata)
     else:
         with tempfile.TemporaryDirectory(prefix="elsr-onnx-") as tmp:
@@ -45,43 +43,41 @@ def onnx_model(request: ExportRequest):
     return proto
 
 
-def _onnx_summary(path: Path) -> str:
-    return f"opset {onnx_opset(onnx.load(str(path), load_external_data=False))}"
-
-
 def export_onnx_file(request: ExportRequest, out: Path) -> Exported:
-    if request.int8 or request.fixed_shape is not None:
-        proto = onnx_model(request)
-        onnx.checker.check_model(proto, full_check=True)
-        save_model(proto, out)
-    else:
-        export_onnx(request.model, out, request.opset, request.meta, overwrite=True)
-    return Exported([out], [f"ONNX {_onnx_summary(out)}, input {INPUT_NAME} float32 NCHW RGB in [0, 1]"])
+    proto = onnx_model(request)
+    onnx.checker.check_model(proto, full_check=True)
+    save_model(proto, out)
+    return Exported([out], [f"ONNX opset {onnx_opset(proto)}, input {INPUT_NAME} float32 NCHW RGB in [0, 1]",
+                            *readiness_lines(proto)])
 
 
 def export_ort_file(request: ExportRequest, out: Path) -> Exported:
-    files, findings = write_ort(onnx_model(request), out)
+    proto = onnx_model(request)
+    files = write_ort(proto, out)
     lines = [f"ORT format (Fixed optimization style, CPU EP), {'identical to' if request.int8 else 'matches'} "
              f"its ONNX model", f"required operators ({files[1].name}): {'; '.join(required_operators(files[1]))}"]
-    for line in findings:
-        log.debug("mobile usability: %s", line)
-    lines += [f"mobile usability: {line}" for line in summarize_usability(findings)]
-    return Exported(files, lines)
+    return Exported(files, [*lines, *readiness_lines(proto)])
+
+
+def readiness_lines(proto: onnx.ModelProto) -> list[str]:
+    """onnxruntime's mobile checker per execution provider, with its caveats checked on the graph."""
+    return [f"mobile EP (onnxruntime checker): {report.line()}" for report in onnx_readiness(proto)]
 
 
 def export_tflite_file(request: ExportRequest, out: Path) -> Exported:
-    meta = {**model_metadata(request.model, request.precision, request.meta), "format": TFLITE_FORMAT_TAG}
+    meta = {**model_metadata(request.model, request.precision, request.artifact_meta), "format": TFLITE_FORMAT_TAG}
     for key in ("input", "output"):
         meta.pop(key, None)
     if request.int8:
         meta["quantization"] = ("qat; int8 per-channel weights, int32 biases, int8 activations "
                                 "(our uint8 ranges shifted by 128)")
-        data = tflite.int8_tflite(request.quant_params, request.fixed_shape, request.uint8_io, meta)
+        data = tflite.int8_tflite(request.quant_params, request.fixed_shape, request.io, meta)
     else:
-        data = tflite.fp32_tflite(request.model, request.fixed_shape, request.uint8_io, meta)
+        data = tflite.fp32_tflite(request.model, request.fixed_shape, request.io, meta)
     tflite.save_tflite(data, out)
-    contract = tflite.io_contract(request.precision, request.uint8_io, request.model.scale, request.fixed_shape)
-    return Exported([out], [f"TFLite contract: {key} {value}" for key, value in contract.items()])
+    contract = tflite.io_contract(request.precision, request.io, request.model.scale, request.fixed_shape)
+    lines = [f"TFLite contract: {key} {value}" for key, value in contract.items()]
+    return Exported([out], [*lines, *(f"LiteRT: {line}" for line in tflite_readiness(out).lines())])
 
 
 # ------------------------------------------------------------------------------------------- table
@@ -102,7 +98,7 @@ class ExportFormat:
     requires: tuple[str, ...] = ()                        # Python packages beyond elsr's own dependencies
     extra: str | None = None                              # the pip extra that installs them
     companions: Callable[[Path], list[Path]] = lambda out: []  # other files the export writes
-    uint8_io: bool = False                                # can take uint8 pixels in and out
+    io_modes: tuple[str, ...] = ("float",)                # the tensors it can have at its ends
     opset: bool = True                                    # --opset applies
 
     def ensure_available(self) -> None:
@@ -113,8 +109,8 @@ class ExportFormat:
                 raise ElsrError(f"--format {self.name} needs the optional package {module.replace('_', '-')!r}",
                                 fix=fix)
 
-    def default_name(self, scale: int, int8: bool, uint8_io: bool = False) -> Path:
-        return Path(f"elsr_x{scale}{'_int8' if int8 else ''}{'_uint8io' if uint8_io else ''}{self.suffix}")
+    def default_name(self, scale: int, int8: bool, io: str = "float") -> Path:
+        return Path(f"elsr_x{scale}{'_int8' if int8 else ''}{tflite.TFLITE_IO[io].tag}{self.suffix}")
 
 
 def _ort_companions(out: Path) -> list[Path]:
@@ -129,6 +125,6 @@ FORMATS: dict[str, ExportFormat] = {
                         companions=_ort_companions),
     "tflite": ExportFormat("tflite", ".tflite", "TFLite/LiteRT, NHWC (FP32, or INT8 from QAT with --int8)",
                            export_tflite_file, "tflite", "tflite", requires=("ai_edge_litert",), extra="tflite",
-                           uint8_io=True, opset=False),
+                           io_modes=tuple(tflite.TFLITE_IO), opset=False),
 }
 

@@ -17,12 +17,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 
 from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
 from elsr.io.images import read_image
 from elsr.model.inference import image_to_array
-from elsr.model.network import ELSR
+from elsr.model.network import ELSR, dcr_order
 from elsr.runtime.contract import INPUT_NAME, OUTPUT_NAME, model_metadata
 from elsr.runtime.onnx_model import onnx_session
 
@@ -63,6 +64,27 @@ def onnx_opset(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
+def depth_to_space_dcr(proto: onnx.ModelProto, scale: int) -> None:
+    """Turn the exported PixelShuffle (DepthToSpace, CRD mode) into DCR mode, the one NNAPI and CoreML's
+    NeuralNetwork take, with the tail conv's output channels permuted so the output is unchanged, bit for bit."""
+    producers = {output: node for node in proto.graph.node for output in node.output}
+    (d2s,) = [node for node in proto.graph.node if node.op_type == "DepthToSpace"]
+    mode = next(a for a in d2s.attribute if a.name == "mode")
+    conv = producers.get(d2s.input[0])
+    if mode.s != b"CRD" or conv is None or conv.op_type != "Conv" or len(conv.input) != 3:
+        raise ElsrError(f"the exporter wrote PixelShuffle as an unexpected graph (DepthToSpace {mode.s.decode()} "
+                        f"after {conv.op_type if conv else 'a graph input'})", fix="report it with the torch version")
+    initializers = {init.name: init for init in proto.graph.initializer}
+    users = [name for node in proto.graph.node for name in node.input if name in conv.input[1:]]
+    if len(users) != 2 or not all(name in initializers for name in conv.input[1:]):
+        raise ElsrError("the tail conv's weights are shared or not constant in the exported graph",
+                        fix="report it with the torch version")
+    order = dcr_order(scale)
+    for name in conv.input[1:]:
+        initializers[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializers[name])[order], name))
+    mode.s = b"DCR"
+
+
 def export_onnx(model: ELSR, out: str | Path, opset: int | None = None, meta: dict | None = None, *,
                 overwrite: bool = False) -> Path:
     """Write ``model`` as one self-contained, checked FP32 ONNX file (atomically) and return its path.
@@ -80,6 +102,7 @@ def export_onnx(model: ELSR, out: str | Path, opset: int | None = None, meta: di
     if opset is not None and onnx_opset(proto) != opset:
         raise ElsrError(f"the exporter cannot write opset {opset} (it gave {onnx_opset(proto)})",
                         fix="choose another --opset, or leave it out for the default")
+    depth_to_space_dcr(proto, model.scale)
     onnx.helper.set_model_props(proto, model_metadata(model, "fp32", meta))
     onnx.checker.check_model(proto, full_check=True)
     with atomic_path(out) as tmp_out:

@@ -17,8 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
-from elsr.model.network import ModelConfig, config_from_parameters
-from elsr.quant.checkpoint import load_qat_checkpoint
+from elsr.model.network import ModelConfig, config_from_parameters, dcr_order
+from elsr.quant.checkpoint import read_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import ConvParams, QuantParams, qat_model_from_params, quant_params
 from elsr.runtime.contract import INPUT_NAME as INPUT
@@ -123,10 +123,11 @@ def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None
                    "body_conv2")
     added = g.node("Add", [g.dequantize(head_q, "head", "add"), g.dequantize(c2_q, "body_conv2", "add")], "add_out")
     add_q = requant(added, "add")
-    tail_q = requant(g.conv(g.dequantize(add_q, "add", "tail"), "tail", params.convs["tail"]), "tail")
+    tail = params.convs["tail"].reordered(dcr_order(scale))  # DCR DepthToSpace: PixelShuffle's pixels exactly
+    tail_q = requant(g.conv(g.dequantize(add_q, "add", "tail"), "tail", tail), "tail")
     # DepthToSpace between a DQ and a Q of the same parameters runs on uint8 after QDQ fusion.
     d2s = g.node("DepthToSpace", [g.dequantize(tail_q, "tail", "depth_to_space")], "depth_to_space_out",
-                 blocksize=scale, mode="CRD")
+                 blocksize=scale, mode="DCR")
     out_q = g.node("QuantizeLinear", [d2s, "tail_scale", "tail_zero_point"], "output_q")
     g.node("DequantizeLinear", [out_q, "tail_scale", "tail_zero_point"], OUTPUT)
 
@@ -202,8 +203,16 @@ def quant_params_from_onnx(path: str | Path) -> QuantParams:
                            weight_scale=inits[f"{n}_w_scale"][:o].astype(np.float32),
                            bias=inits[f"{n}_b"][:o].astype(np.int32),
                            bias_scale=inits[f"{n}_b_scale"][:o].astype(np.float32)) for n, o in outputs.items()}
+    if _depth_to_space_mode(proto) == "DCR":  # back to PyTorch's (PixelShuffle's) channel order
+        convs["tail"] = convs["tail"].reordered(np.argsort(dcr_order(scale)))
     activations = {n: (float(inits[f"{n}_scale"]), int(inits[f"{n}_zero_point"])) for n in names}
     return QuantParams(config, convs, activations, slope[:c] if slope.size > 1 else slope)
+
+
+def _depth_to_space_mode(proto: onnx.ModelProto) -> str:
+    node = next(n for n in proto.graph.node if n.op_type == "DepthToSpace")
+    mode = next((a.s for a in node.attribute if a.name == "mode"), b"DCR")  # ONNX's default mode is DCR
+    return mode.decode()
 
 
 def qat_model_from_onnx(path: str | Path) -> QuantELSR:
@@ -211,14 +220,24 @@ def qat_model_from_onnx(path: str | Path) -> QuantELSR:
     return qat_model_from_params(quant_params_from_onnx(path))
 
 
-def load_int8_source(path: str | Path) -> tuple[QuantELSR, QuantParams]:
-    """(fake-quant model, integer parameters) from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built
-    from one (whose parameters are taken as stored, bit for bit)."""
+def load_int8_source(path: str | Path) -> tuple[QuantELSR, QuantParams, dict]:
+    """(fake-quant model, integer parameters, meta) from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built
+    from one (whose parameters are taken as stored, bit for bit). ``meta`` holds the INT8 model's own validation
+    PSNR where the file records it (``{"val": {"psnr_y": ...}, "val_data": ...}``), else {}."""
     if Path(path).suffix.lower() == ".onnx":
         params = quant_params_from_onnx(path)
-        return qat_model_from_params(params), params
-    qmodel = load_qat_checkpoint(path)
-    return qmodel, quant_params(qmodel)
+        return qat_model_from_params(params), params, _int8_meta(onnx.load(str(path), load_external_data=False))
+    qmodel, meta = read_qat_checkpoint(path)
+    return qmodel, quant_params(qmodel), meta
+
+
+def _int8_meta(proto: onnx.ModelProto) -> dict:
+    props = {p.key: p.value for p in proto.metadata_props}
+    try:
+        psnr_y = float(props["psnr_y"])
+    except (KeyError, ValueError):
+        return {}
+    return {"val": {"psnr_y": psnr_y}, **({"val_data": props["psnr_data"]} if props.get("psnr_data") else {})}
 
 
 def load_qat_source(path: str | Path) -> QuantELSR:

@@ -12,8 +12,8 @@ the onnxruntime tool (see the README, "Deploying to a phone").
 
 Beside the model we write ``<name>.required_operators.config``: the operators (by domain and
 opset) a minimal ONNX Runtime Mobile build needs for it (``build.sh --minimal_build
---include_ops_by_config``). The mobile-usability check (``check_onnx_model_mobile_usability``) runs
-on the ONNX model first; its findings go to the export log.
+--include_ops_by_config``). Which mobile execution providers take the graph is measured by
+``elsr.export.delegates`` on the ONNX model.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from elsr.runtime.onnx_model import onnx_session
 log = logging.getLogger(__name__)
 
 CONFIG_SUFFIX = ".required_operators.config"
-SUMMARY_MARKERS = ("Model should perform well with", "recommended to compare", "For optimal performance")
 
 
 def config_path(out: str | Path) -> Path:
@@ -57,36 +56,6 @@ def fix_input_shape(model: onnx.ModelProto, shape: tuple[int, ...], input_name: 
         raise ElsrError(f"cannot fix the input shape to {'x'.join(map(str, shape))}: {exc}",
                         fix="pass --fixed-shape NxCxHxW with C = 3") from exc
     return model
-
-
-def mobile_usability(onnx_path: Path) -> list[str]:
-    """The findings of onnxruntime's mobile-usability check (NNAPI / CoreML partitioning), one per line."""
-    from onnxruntime.tools.mobile_helpers import usability_checker
-
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.extend(line.rstrip() for line in record.getMessage().splitlines() if line.strip())
-
-    checker_log = logging.getLogger(f"{__name__}.usability")
-    checker_log.propagate = False
-    checker_log.setLevel(logging.INFO)
-    handler = Collect()
-    checker_log.addHandler(handler)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            usability_checker.analyze_model(onnx_path, skip_optimize=False, logger=checker_log)
-    except Exception as exc:  # noqa: BLE001 - the check informs; it must not stop the export
-        lines.append(f"mobile-usability check failed: {type(exc).__name__}: {exc}")
-    finally:
-        checker_log.removeHandler(handler)
-    return lines
-
-
-def summarize_usability(lines: list[str]) -> list[str]:
-    """The verdict lines of the mobile-usability findings."""
-    return [line for line in lines if any(marker in line for marker in SUMMARY_MARKERS)]
 
 
 def convert_to_ort(onnx_path: Path, workdir: Path) -> tuple[Path, Path]:
@@ -115,16 +84,15 @@ def convert_to_ort(onnx_path: Path, workdir: Path) -> tuple[Path, Path]:
     return ort_file, config
 
 
-def write_ort(onnx_model: onnx.ModelProto, out: Path) -> tuple[list[Path], list[str]]:
-    """Convert ``onnx_model`` to ``out`` (.ort) and its config; returns (files written, usability findings).
+def write_ort(onnx_model: onnx.ModelProto, out: Path) -> list[Path]:
+    """Convert ``onnx_model`` to ``out`` (.ort) and its config; returns the files written.
 
-    Runs the mobile-usability check, converts, and checks the .ort file against the ONNX model on a
-    random input: identical outputs for an INT8 graph, within 1e-5 for FP32 (operator fusion).
+    Converts, and checks the .ort file against the ONNX model on a random input: identical outputs for an
+    INT8 graph, within 1e-5 for FP32 (operator fusion).
     """
     with tempfile.TemporaryDirectory(prefix="elsr-ort-") as tmp:
         onnx_path = Path(tmp) / f"{out.stem}.onnx"
         onnx.save_model(onnx_model, str(onnx_path))
-        findings = mobile_usability(onnx_path)
         ort_file, config = convert_to_ort(onnx_path, Path(tmp))
         mismatch = compare_sessions(onnx_session(onnx_path, "cpu"), onnx_session(ort_file, "cpu"))
         quantized = any(node.op_type == "QuantizeLinear" for node in onnx_model.graph.node)
@@ -136,7 +104,7 @@ def write_ort(onnx_model: onnx.ModelProto, out: Path) -> tuple[list[Path], list[
             shutil.copyfile(ort_file, tmp_out)
         with atomic_path(config_path(out)) as tmp_config:
             tmp_config.write_text(text)
-    return [out, config_path(out)], findings
+    return [out, config_path(out)]
 
 
 def compare_sessions(a, b, seed: int = 0) -> float:

@@ -21,9 +21,9 @@ from elsr.io.files import write_text
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
 from elsr.model.inference import resolve_device
-from elsr.quant.checkpoint import load_qat_checkpoint, save_qat_checkpoint
+from elsr.quant.checkpoint import read_qat_checkpoint, save_qat_checkpoint
 from elsr.quant.params import quant_params
-from elsr.quant.qat import QATConfig, train_qat
+from elsr.quant.qat import QATConfig, selected_metrics, train_qat
 from elsr.runtime.contract import model_metadata
 from elsr.runtime.evaluate import EvalConfig, evaluate
 
@@ -63,7 +63,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
     if cfg.train is None:
         raise ElsrError("--train is needed (QAT data and PTQ calibration images)")
     model, ckpt = load_model(cfg.weights)
-    reused = load_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
+    reused = read_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
     if cfg.method == "qat" and cfg.val is None:
         raise ElsrError("--val is needed for QAT (model selection)", fix="pass --val HR_FOLDER")
     scale = model.scale
@@ -81,14 +81,15 @@ def quantize(cfg: QuantizeConfig) -> dict:
     report["models"]["ptq"] = str(ptq_out)
     if cfg.method == "qat":
         if reused is not None:
-            qmodel, history = reused, []
+            (qmodel, qat_meta), history = reused, []
         else:
             source = open_training_data(cfg.train, cfg.convert)
             val = ValidationSet(cfg.val, cfg.convert)
             qmodel, history = train_qat(model, source, val, cfg.qat, device, cfg.progress)
-            save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history)
+            save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history, cfg.val)
+            qat_meta = {"val": selected_metrics(history), "val_data": str(cfg.val)}
         report["qat_history"] = history
-        metadata = {**model_metadata(model, "int8", ckpt.get("meta")), "quantization": INT8_QUANTIZATION}
+        metadata = {**model_metadata(model, "int8", qat_meta), "quantization": INT8_QUANTIZATION}
         save_model(build_int8_model(quant_params(qmodel), metadata), out)
         report["models"]["qat"] = str(out)
         images = [item.lr for item in ValidationSet(eval_sets[0], cfg.convert).for_scale(scale)]  # QAT has --val

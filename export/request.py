@@ -15,21 +15,32 @@ class ExportRequest:
     """What to export: the FP32 model, and the QAT model when INT8 is asked."""
 
     model: ELSR
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # the checkpoint's meta (its validation PSNR, the images it was on)
     qmodel: QuantELSR | None = None           # INT8 from these QAT weights and ranges (the fake-quant reference)
     params: QuantParams | None = None         # its integer parameters when they come from a file (else from qmodel)
     fixed_shape: tuple[int, int, int, int] | None = None   # NCHW; None: dynamic batch, height, width
-    uint8_io: bool = False                    # TFLite: uint8 RGB in and out
+    io: str = "float"                         # TFLite: the tensors at the ends (elsr.export.tflite.TFLITE_IO)
     opset: int | None = None                  # FP32 ONNX/ORT only
     check_images: list[Path] = field(default_factory=list)
+    int8_meta: dict = field(default_factory=dict)   # the QAT model's own validation PSNR ({} when unknown)
 
     @property
     def int8(self) -> bool:
         return self.qmodel is not None
 
     @property
+    def pixel_io(self) -> bool:
+        """The graph takes and gives pixels (uint8, or int8 minus 128), not float32 in [0, 1]."""
+        return self.io != "float"
+
+    @property
     def precision(self) -> str:
         return "int8" if self.int8 else "fp32"
+
+    @property
+    def artifact_meta(self) -> dict:
+        """The meta whose validation PSNR the artifact's metadata records: its own, never another model's."""
+        return self.int8_meta if self.int8 else self.meta
 
     @property
     def quant_params(self) -> QuantParams:

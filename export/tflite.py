@@ -3,7 +3,7 @@
 Both graphs are NHWC and use only builtin operators that LiteRT and its XNNPACK delegate run in one
 partition: ``CONV_2D`` x4, ``LEAKY_RELU`` (the shared PReLU slope; ``PRELU`` for per-channel
 slopes), ``ADD``, ``DEPTH_TO_SPACE`` (the tail conv's output channels are reordered so that TFLite's
-DCR order gives PyTorch's PixelShuffle), and ``QUANTIZE``/``DEQUANTIZE`` at the ends.
+DCR order gives PyTorch's PixelShuffle), and, where the ends need them, ``QUANTIZE``/``DEQUANTIZE``.
 
 The INT8 model carries our QAT result over unchanged (``elsr.quant.params.quant_params``): the same
 int8 per-channel weights, int32 biases, activation scales and PReLU slope as the INT8 ONNX graph.
@@ -18,11 +18,16 @@ PixelShuffle to transposes and reshapes with the frame size baked in (measured: 
 for this graph on the same loaded 2-core machine). Writing the flatbuffer needs only the schema
 bindings that ship with the interpreter.
 
-The on-device contract (``io_contract``, also stored in the model's metadata):
+The on-device contract (``io_contract``, also stored in the model's metadata), by I/O mode (``TFLITE_IO``):
 
-- input ``lr``: NxHxWx3 (NHWC) RGB, float32 in [0, 1]; or, with ``uint8_io``, uint8 0..255;
-- output ``sr``: Nx(sH)x(sW)x3 RGB, float32 (INT8: exactly k/255, k = 0..255; FP32: clip to
-  [0, 1]); or, with ``uint8_io``, uint8 0..255 (rounded and clipped in the graph);
+- ``float``: input ``lr`` NxHxWx3 (NHWC) RGB float32 in [0, 1]; output ``sr`` Nx(sH)x(sW)x3 float32
+  (INT8: exactly k/255; FP32: clip to [0, 1]);
+- ``uint8``: RGB bytes in and out. The INT8 graph is integer end to end: a QUANTIZE requantizes the
+  uint8 input to int8 (zero point 0 -> -128, the same scale 1/255) and another the int8 result back;
+- ``int8``: RGB bytes minus 128 in and out (zero point -128, scale 1/255): the INT8 graph has no
+  conversion op at all, the form NPU delegates (NNAPI, MediaTek Neuron, Qualcomm QNN) take whole;
+- ``uint8-float-ends``: RGB bytes in and out through a float32 tensor at each end (DEQUANTIZE and
+  QUANTIZE), the form before the integer ends existed;
 - height and width are dynamic (``resize_tensor_input``) unless the model was written with a fixed
   shape, which NNAPI and GPU delegates prefer.
 
@@ -33,13 +38,14 @@ Writing needs the flatbuffer schema and running needs the interpreter, both from
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
-from elsr.model.network import DEFAULT_FRAME, ELSR
+from elsr.model.network import DEFAULT_FRAME, ELSR, dcr_order
 from elsr.quant.params import QuantParams
 from elsr.runtime.contract import INPUT_NAME, OUTPUT_NAME, TFLITE_METADATA_KEY
 from elsr.runtime.tflite_model import schema
@@ -196,25 +202,16 @@ class _Builder:
         return self.op(s.BuiltinOperator.DEPTH_TO_SPACE, 2 if quantized else 1, [x], [out],
                        s.BuiltinOptions.DepthToSpaceOptions, options)
 
-    def quantize(self, x: int, out: int) -> int:
+    def quantize(self, x: int, out: int, from_type: int | None = None) -> int:
+        """QUANTIZE from float32, or (``from_type`` INT8/UINT8) a requantization between 8-bit types."""
         s = self.s
-        return self.op(s.BuiltinOperator.QUANTIZE, 1, [x], [out], s.BuiltinOptions.QuantizeOptions,
-                       s.QuantizeOptionsT())
+        return self.op(s.BuiltinOperator.QUANTIZE, 1 if from_type is None else 2, [x], [out],
+                       s.BuiltinOptions.QuantizeOptions, s.QuantizeOptionsT())
 
     def dequantize(self, x: int, out: int, from_int8: bool) -> int:
         s = self.s
         return self.op(s.BuiltinOperator.DEQUANTIZE, 2 if from_int8 else 1, [x], [out],
                        s.BuiltinOptions.DequantizeOptions, s.DequantizeOptionsT())
-
-
-def dcr_order(channels: int, scale: int) -> np.ndarray:
-    """PyTorch channel index for each TFLite DEPTH_TO_SPACE (DCR) channel.
-
-    PixelShuffle reads channel c*s*s + i*s + j for colour c at sub-pixel (i, j); TFLite's
-    DEPTH_TO_SPACE reads (i*s + j)*C + c.
-    """
-    return np.array([c * scale * scale + i * scale + j
-                     for i in range(scale) for j in range(scale) for c in range(channels)])
 
 
 def _shape(fixed_shape: tuple[int, int, int, int] | None) -> tuple[int, int, int, bool]:
@@ -227,15 +224,40 @@ def _shape(fixed_shape: tuple[int, int, int, int] | None) -> tuple[int, int, int
     return batch, height, width, False
 
 
-def io_contract(precision: str, uint8_io: bool, scale: int, fixed_shape=None) -> dict:
+@dataclass(frozen=True)
+class TensorIO:
+    """How pixels cross the graph's ends: the tensor type of input and output, and how they reach the int8 graph."""
+
+    name: str
+    tag: str                      # in default file names: elsr_x4_int8{tag}.tflite
+    description: str
+    float_ends: bool = False      # uint8 pixels pass through float32 at each end (DEQUANTIZE + QUANTIZE)
+
+
+TFLITE_IO = {io.name: io for io in (
+    TensorIO("float", "", "float32 RGB in [0, 1] in and out"),
+    TensorIO("uint8", "_uint8io", "uint8 RGB pixels in and out; an INT8 graph is integer end to end "
+                                  "(QUANTIZE uint8 <-> int8 at the ends)"),
+    TensorIO("int8", "_int8io", "int8 RGB pixels minus 128 in and out (the NPU convention): no conversion op"),
+    TensorIO("uint8-float-ends", "_uint8io_floatends", "uint8 RGB pixels in and out through float32 at both ends "
+                                                       "(DEQUANTIZE + QUANTIZE)", float_ends=True),
+)}
+IO_DTYPE = {"float": "float32", "uint8": "uint8", "int8": "int8", "uint8-float-ends": "uint8"}
+VALUE_RANGE = {"float32": "0..1", "uint8": "0..255", "int8": "-128..127 (pixel - 128)"}
+
+
+def io_contract(precision: str, io: str, scale: int, fixed_shape=None) -> dict:
     """The on-device contract, as stored in the model's metadata and shown by ``elsr export``."""
     batch, height, width, dynamic = _shape(fixed_shape)
     if dynamic:
         dims, out_dims = ("N", "H", "W"), ("N", f"{scale}H", f"{scale}W")
     else:
         dims, out_dims = (batch, height, width), (batch, height * scale, width * scale)
-    if uint8_io:
+    dtype = IO_DTYPE[io]
+    if dtype == "uint8":
         value_in = value_out = "uint8 RGB 0..255 (plain pixels)"
+    elif dtype == "int8":
+        value_in = value_out = "int8 RGB, pixel - 128 (-128..127)"
     else:
         value_in = "float32 RGB in [0, 1] (pixel / 255)"
         value_out = ("float32 RGB, exactly k/255 in [0, 1]" if precision == "int8" else
@@ -245,44 +267,62 @@ def io_contract(precision: str, uint8_io: bool, scale: int, fixed_shape=None) ->
             "shape": "dynamic (resize the input tensor)" if dynamic else "fixed"}
 
 
-def _metadata(precision: str, scale: int, uint8_io: bool, fixed_shape, extra: dict | None) -> dict[str, str]:
-    contract = io_contract(precision, uint8_io, scale, fixed_shape)
+def _metadata(precision: str, scale: int, io: str, fixed_shape, extra: dict | None) -> dict[str, str]:
+    contract = io_contract(precision, io, scale, fixed_shape)
+    dtype = IO_DTYPE[io]
     fields = {**(extra or {}), "precision": precision, "scale": str(scale), "layout": "NHWC",
-              "channel_order": "RGB", "io_dtype": "uint8" if uint8_io else "float32",
-              "value_range": "0..255" if uint8_io else "0..1", **{f"contract_{k}": v for k, v in contract.items()}}
+              "channel_order": "RGB", "io": io, "io_dtype": dtype, "value_range": VALUE_RANGE[dtype],
+              **{f"contract_{k}": v for k, v in contract.items()}}
     return {k: str(v) for k, v in fields.items()}
 
 
-def _io(b: _Builder, quantized: bool, uint8_io: bool, act_dtype: int) -> tuple[int, int]:
-    """The graph input, and the tensor the first conv reads (the input quantized to int8, for INT8).
+def _pixels(b: _Builder, name: str, dtype: str, factor: int = 1) -> int:
+    """A graph input or output tensor of ``dtype`` on the pixel grid (scale 1/255; int8: zero point -128)."""
+    s = b.s
+    if dtype == "float32":
+        return b.activation(name, 3, s.TensorType.FLOAT32, factor)
+    tensor_type = s.TensorType.UINT8 if dtype == "uint8" else s.TensorType.INT8
+    return b.activation(name, 3, tensor_type, factor, PIXEL_SCALE, 0 if dtype == "uint8" else -INT8_SHIFT)
 
-    uint8 pixels go through float (DEQUANTIZE, then QUANTIZE to int8) rather than one uint8 -> int8
-    QUANTIZE: XNNPACK runs both of those ops but not the direct one, so the whole graph stays in one
-    delegate partition. Either way the values are exact (k/255 both sides).
+
+def _io(b: _Builder, quantized: bool, io: str) -> tuple[int, int]:
+    """The graph input, and the tensor the first conv reads (float32 for FP32, int8 on the pixel grid for INT8).
+
+    Every conversion is exact: each side holds k/255 for the same k.
     """
     s = b.s
-    if uint8_io:
-        lr = b.activation(INPUT_NAME, 3, s.TensorType.UINT8, scale=PIXEL_SCALE, zero_point=0)
-        x = b.dequantize(lr, b.activation("input_f", 3, s.TensorType.FLOAT32), from_int8=False)
-    else:
-        lr = x = b.activation(INPUT_NAME, 3, s.TensorType.FLOAT32)
+    dtype = IO_DTYPE[io]
+    lr = _pixels(b, INPUT_NAME, dtype)
     if not quantized:
-        return lr, x
-    return lr, b.quantize(x, b.activation("input_q", 3, act_dtype, scale=PIXEL_SCALE, zero_point=-INT8_SHIFT))
+        return lr, lr if dtype == "float32" else b.dequantize(lr, _pixels(b, "input_f", "float32"),
+                                                              from_int8=dtype == "int8")
+    if dtype == "int8":
+        return lr, lr
+    x = lr
+    if TFLITE_IO[io].float_ends:
+        x = b.dequantize(lr, _pixels(b, "input_f", "float32"), from_int8=False)
+    return lr, b.quantize(x, _pixels(b, "input_q", "int8"), s.TensorType.INT8)
 
 
-def _output(b: _Builder, x: int, scale: int, quantized: bool, uint8_io: bool) -> int:
-    """The graph output from the DEPTH_TO_SPACE result ``x`` (float32, or uint8 pixels; through float, as above)."""
-    s = b.s
-    if quantized:
-        name = "sr_f" if uint8_io else OUTPUT_NAME
-        x = b.dequantize(x, b.activation(name, 3, s.TensorType.FLOAT32, scale), from_int8=True)
-    if uint8_io:  # rounds and clips to 0..255
-        return b.quantize(x, b.activation(OUTPUT_NAME, 3, s.TensorType.UINT8, scale, PIXEL_SCALE, 0))
-    return x
+def _output(b: _Builder, x: int, scale: int, quantized: bool, io: str) -> int:
+    """The graph output from the DEPTH_TO_SPACE result ``x`` (float32 for FP32, int8 on the pixel grid for INT8)."""
+    dtype = IO_DTYPE[io]
+    if dtype == ("int8" if quantized else "float32"):
+        return x  # DEPTH_TO_SPACE wrote the output itself
+    if quantized and (dtype == "float32" or TFLITE_IO[io].float_ends):
+        name = OUTPUT_NAME if dtype == "float32" else "sr_f"
+        x = b.dequantize(x, _pixels(b, name, "float32", scale), from_int8=True)
+        if dtype == "float32":
+            return x
+    return b.quantize(x, _pixels(b, OUTPUT_NAME, dtype, scale), b.s.TensorType.INT8 if quantized else None)
 
 
-def fp32_tflite(model: ELSR, fixed_shape=None, uint8_io: bool = False, metadata: dict | None = None) -> bytes:
+def _output_name(quantized: bool, io: str) -> str:
+    """The name of DEPTH_TO_SPACE's result: the graph output when no conversion follows it."""
+    return OUTPUT_NAME if IO_DTYPE[io] == ("int8" if quantized else "float32") else "depth_to_space"
+
+
+def fp32_tflite(model: ELSR, fixed_shape=None, io: str = "float", metadata: dict | None = None) -> bytes:
     """The FP32 TFLite flatbuffer of ``model`` (NHWC)."""
     b = _Builder(*_shape(fixed_shape))
     f32 = b.s.TensorType.FLOAT32
@@ -290,9 +330,9 @@ def fp32_tflite(model: ELSR, fixed_shape=None, uint8_io: bool = False, metadata:
     w = {name: getattr(model, name) for name in ("head", "body_conv1", "body_conv2", "tail")}
     weights = {n: layer.weight.detach().float().numpy() for n, layer in w.items()}
     biases = {n: layer.bias.detach().float().numpy() for n, layer in w.items()}
-    order = dcr_order(3, scale)
+    order = dcr_order(scale)
     weights["tail"], biases["tail"] = weights["tail"][order], biases["tail"][order]
-    lr, x = _io(b, False, uint8_io, f32)
+    lr, x = _io(b, False, io)
     head = b.conv(x, "head", weights["head"], biases["head"], b.activation("head", c, f32))
     c1 = b.conv(head, "body_conv1", weights["body_conv1"], biases["body_conv1"], b.activation("body_conv1", c, f32))
     act = b.activation_fn(c1, model.body_act.weight.detach().float().numpy(), b.activation("body_act", c, f32),
@@ -300,29 +340,24 @@ def fp32_tflite(model: ELSR, fixed_shape=None, uint8_io: bool = False, metadata:
     c2 = b.conv(act, "body_conv2", weights["body_conv2"], biases["body_conv2"], b.activation("body_conv2", c, f32))
     added = b.add(head, c2, b.activation("add", c, f32), quantized=False)
     tail = b.conv(added, "tail", weights["tail"], biases["tail"], b.activation("tail", 3 * scale * scale, f32))
-    name = "depth_to_space" if uint8_io else OUTPUT_NAME
-    d2s = b.depth_to_space(tail, scale, b.activation(name, 3, f32, scale), quantized=False)
-    sr = _output(b, d2s, scale, False, uint8_io)
-    return b.finish([lr], [sr], _metadata("fp32", scale, uint8_io, fixed_shape, metadata))
+    d2s = b.depth_to_space(tail, scale, b.activation(_output_name(False, io), 3, f32, scale), quantized=False)
+    sr = _output(b, d2s, scale, False, io)
+    return b.finish([lr], [sr], _metadata("fp32", scale, io, fixed_shape, metadata))
 
 
-def int8_tflite(params: QuantParams, fixed_shape=None, uint8_io: bool = False, metadata: dict | None = None) -> bytes:
+def int8_tflite(params: QuantParams, fixed_shape=None, io: str = "float", metadata: dict | None = None) -> bytes:
     """The INT8 TFLite flatbuffer of a QAT result: our weights, biases and ranges, unchanged (NHWC)."""
     b = _Builder(*_shape(fixed_shape))
     i8 = b.s.TensorType.INT8
     scale, act = params.config.scale, params.activations
-    convs = dict(params.convs)
-    order = dcr_order(3, scale)
-    tail = convs["tail"]
-    convs["tail"] = type(tail)(weight=tail.weight[order], weight_scale=tail.weight_scale[order],
-                               bias=tail.bias[order], bias_scale=tail.bias_scale[order])
+    convs = {**params.convs, "tail": params.convs["tail"].reordered(dcr_order(scale))}
 
     def feature(name: str, channels: int) -> int:
         q_scale, zero_point = act[name]
         return b.activation(name, channels, i8, 1, np.float32(q_scale), zero_point - INT8_SHIFT)
 
     c = params.convs["head"].weight.shape[0]
-    lr, x = _io(b, True, uint8_io, i8)
+    lr, x = _io(b, True, io)
     conv = {n: (p.weight, p.bias) for n, p in convs.items()}
     qargs = {n: dict(weight_scale=p.weight_scale, bias_scale=p.bias_scale) for n, p in convs.items()}
     head = b.conv(x, "head", *conv["head"], feature("head", c), **qargs["head"])
@@ -331,10 +366,9 @@ def int8_tflite(params: QuantParams, fixed_shape=None, uint8_io: bool = False, m
     c2 = b.conv(a, "body_conv2", *conv["body_conv2"], feature("body_conv2", c), **qargs["body_conv2"])
     added = b.add(head, c2, feature("add", c), quantized=True)
     t = b.conv(added, "tail", *conv["tail"], feature("tail", 3 * scale * scale), **qargs["tail"])
-    d2s = b.depth_to_space(t, scale, b.activation("depth_to_space", 3, i8, scale, PIXEL_SCALE, -INT8_SHIFT),
-                           quantized=True)
-    sr = _output(b, d2s, scale, True, uint8_io)
-    return b.finish([lr], [sr], _metadata("int8", scale, uint8_io, fixed_shape, metadata))
+    d2s = b.depth_to_space(t, scale, _pixels(b, _output_name(True, io), "int8", scale), quantized=True)
+    sr = _output(b, d2s, scale, True, io)
+    return b.finish([lr], [sr], _metadata("int8", scale, io, fixed_shape, metadata))
 
 
 def save_tflite(data: bytes, out: str | Path) -> Path:

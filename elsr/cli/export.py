@@ -10,6 +10,7 @@ from elsr.cli.options import add_convert, add_device, add_overwrite, config_from
 from elsr.export.exporter import ExportConfig, export_model, parse_shape
 from elsr.export.formats import FORMATS
 from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES
+from elsr.export.tflite import TFLITE_IO
 from elsr.pretrained import model_path
 from elsr.quant.qat import QATConfig
 
@@ -34,8 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed-shape", metavar="NxCxHxW",
                         help="fix the input shape (e.g. 1x3x180x320; NNAPI, CoreML and TFLite delegates want it); "
                              "default: dynamic batch, height and width")
-    parser.add_argument("--uint8-io", action="store_true",
-                        help="tflite: uint8 RGB in and out (NHWC pixels, no float pre/post-processing on the phone)")
+    io = parser.add_mutually_exclusive_group()
+    io.add_argument("--io", choices=list(TFLITE_IO), default="float",
+                    help="tflite: the tensors at the graph's ends: " + "; ".join(
+                        f"{m.name}: {m.description}" for m in TFLITE_IO.values()) + " (default: float)")
+    io.add_argument("--uint8-io", action="store_const", const="uint8", dest="io",
+                    help="tflite: the same as --io uint8 (RGB bytes in and out; fully integer for INT8)")
+    io.add_argument("--int8-io", action="store_const", const="int8", dest="io",
+                    help="tflite: the same as --io int8 (bytes minus 128 in and out, what NPU delegates take)")
     parser.add_argument("--opset", type=int, help="ONNX opset of the FP32 graph (default: the exporter's)")
     parser.add_argument("--scale", type=int, help="expected scale (must match the checkpoint)")
     parser.add_argument("--check-images", type=Path, metavar="DIR",

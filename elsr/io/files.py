@@ -94,3 +94,27 @@ def check_new_output(path: str | Path, overwrite: bool, option: str = "--overwri
     if path.exists() and not overwrite:
         raise ElsrError("output exists", path=path, fix=f"pass {option} or choose another output path")
     return path
+
+
+def section_markers(name: str) -> tuple[str, str]:
+    return f"<!-- begin {name}: written by a command, edits here are replaced -->", f"<!-- end {name} -->"
+
+
+def write_section(path: str | Path, name: str, text: str, title: str) -> None:
+    """Put ``text`` into the section ``name`` of a Markdown file, atomically: between its two marker comments,
+    replacing what was there, or appended when the file has no such section (a new file starts with ``title``).
+    Several commands can so share one report file, each rewriting only its own part."""
+    path = Path(path)
+    begin, end = section_markers(name)
+    block = f"{begin}\n{text.strip()}\n{end}\n"
+    try:
+        old = path.read_text(encoding="utf-8") if path.exists() else f"{title}\n\n"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ElsrError(f"cannot read it to update its {name!r} section: {exc}", path=path,
+                        fix="write the report somewhere else") from exc
+    start, stop = old.find(begin), old.find(end)
+    if start >= 0 and stop > start:
+        new = old[:start] + block + old[stop + len(end):].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    write_text(path, new)

@@ -101,6 +101,17 @@ class ELSR(nn.Module):
         return self.upsample(self.tail(feat))
 
 
+def dcr_order(scale: int, channels: int = IN_CHANNELS) -> list[int]:
+    """The tail conv's output channels in the order a DCR DepthToSpace reads them: entry k is the PyTorch
+    channel that DCR channel k must hold.
+
+    PixelShuffle (DepthToSpace in CRD mode) takes colour c at sub-pixel (i, j) from channel c*s*s + i*s + j;
+    DCR mode (TFLite's only mode, the only one NNAPI and CoreML's NeuralNetwork take) from (i*s + j)*C + c. A
+    tail conv whose output channels are permuted so gives, through DCR, exactly the pixels of PixelShuffle.
+    """
+    return [c * scale * scale + i * scale + j for i in range(scale) for j in range(scale) for c in range(channels)]
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

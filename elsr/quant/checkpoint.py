@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from elsr.errors import ElsrError
@@ -9,20 +11,25 @@ from elsr.io.files import atomic_path
 from elsr.model.checkpoint import load_safely
 from elsr.model.network import ELSR, ModelConfig
 from elsr.quant.fake_quant import QuantELSR
+from elsr.quant.qat import selected_metrics
 
 QAT_FORMAT = "elsr-qat-checkpoint"
 
 
-def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict]) -> None:
-    """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again."""
+def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict], val_data: str | Path | None = None) -> None:
+    """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again; with the QAT
+    history and, in ``meta``, the returned model's own validation scores on ``val_data``."""
+    meta = {"val": selected_metrics(history), **({"val_data": str(val_data)} if val_data else {})}
     payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(),
-               "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history}
+               "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history,
+               "meta": meta}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load_qat_checkpoint(path) -> QuantELSR:
-    """The frozen fake-quant model of a ``.qat.pt`` file (read without running code)."""
+def read_qat_checkpoint(path) -> tuple[QuantELSR, dict]:
+    """The frozen fake-quant model of a ``.qat.pt`` file (read without running code) and its meta (the model's
+    validation scores; {} in files written before they were recorded)."""
     ckpt = load_safely(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != QAT_FORMAT:
         raise ElsrError("not a QAT checkpoint", path=path, fix="pass the .qat.pt written by 'elsr quantize'")
@@ -31,4 +38,10 @@ def load_qat_checkpoint(path) -> QuantELSR:
     if set(state) != set(qmodel.state_dict()):
         raise ElsrError("QAT checkpoint does not fit this ELSR model", path=path, fix="run 'elsr quantize' again")
     qmodel.load_state_dict(state)
-    return qmodel.eval()
+    meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
+    return qmodel.eval(), meta
+
+
+def load_qat_checkpoint(path) -> QuantELSR:
+    """The frozen fake-quant model of a ``.qat.pt`` file (read without running code)."""
+    return read_qat_checkpoint(path)[0]

@@ -19,6 +19,10 @@ class ConvParams:
     bias: np.ndarray            # int32 (out,)
     bias_scale: np.ndarray      # float32 (out,) = input scale * weight scale
 
+    def reordered(self, order) -> "ConvParams":
+        """The same conv with its output channels in ``order`` (entry k: the channel that becomes channel k)."""
+        return ConvParams(self.weight[order], self.weight_scale[order], self.bias[order], self.bias_scale[order])
+
 
 @dataclass
 class QuantParams:

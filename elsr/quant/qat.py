@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elsr.data.metrics import luma_weight_problem
+from elsr.data.metrics import METRIC_KEYS, luma_weight_problem
 from elsr.errors import ElsrError
 from elsr.model.network import ELSR
 from elsr.quant.equalize import equalize_channels
@@ -133,17 +133,27 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device,
         frozen = epoch >= freeze_at
         history.append({"epoch": epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "frozen": frozen,
                         **validate(qmodel, val, device)})
-        candidates = [(history[-1]["psnr_y"], qmodel)]
+        candidates = [("raw", history[-1]["psnr_y"], qmodel)]
         if ema is not None:
-            history[-1]["ema_psnr_y"] = validate(ema, val, device)["psnr_y"]
-            candidates.append((history[-1]["ema_psnr_y"], ema))
+            history[-1].update({f"ema_{k}": v for k, v in validate(ema, val, device).items()})
+            candidates.append(("ema", history[-1]["ema_psnr_y"], ema))
         _log_epoch(history[-1], cfg)
-        for psnr, candidate in candidates:
+        for kind, psnr, candidate in candidates:
             if frozen and psnr > best_psnr:  # only states whose ranges are final
-                best_psnr, best_state = psnr, copy.deepcopy(candidate.state_dict())
+                best_psnr, best_state, best = psnr, copy.deepcopy(candidate.state_dict()), (epoch, kind)
     qmodel.load_state_dict(best_state)
     qmodel.freeze_observers()
+    history[best[0]]["selected"] = best[1]
     return qmodel.eval().cpu(), history
+
+
+def selected_metrics(history: list[dict]) -> dict[str, float]:
+    """The validation scores of the state train_qat returned (the raw model's or the moving average's)."""
+    row = next((r for r in history if r.get("selected")), None)
+    if row is None:
+        return {}
+    prefix = "ema_" if row["selected"] == "ema" else ""
+    return {k: row[prefix + k] for k in METRIC_KEYS if prefix + k in row}
 
 
 def _log_epoch(row: dict, cfg: QATConfig) -> None:

@@ -97,11 +97,36 @@ class TfliteModel:
     def input_dtype(self) -> np.dtype:
         return np.dtype(self.input["dtype"])
 
+    @staticmethod
+    def _pixel_offset(detail: dict) -> int | None:
+        """128 for int8 pixels minus 128, 0 for uint8 pixels (both on the grid 1/255), None for anything else."""
+        scale, zero_point = detail["quantization"]
+        dtype = np.dtype(detail["dtype"])
+        if abs(scale * 255 - 1) > 1e-6 or (dtype, zero_point) not in ((np.dtype(np.uint8), 0), (np.dtype(np.int8), -128)):
+            return None
+        return -zero_point
+
     @property
-    def output_is_pixels(self) -> bool:
-        """True when the output is uint8 on the pixel grid (scale 1/255, zero point 0): plain RGB pixels."""
-        scale, zero_point = self.output["quantization"]
-        return np.dtype(self.output["dtype"]) == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6
+    def pixels_in(self) -> bool:
+        """The input takes RGB pixels as bytes (uint8, or int8 minus 128) in NHWC."""
+        return self.nhwc and self._pixel_offset(self.input) is not None
+
+    @property
+    def pixels_out(self) -> bool:
+        """The output gives RGB pixels as bytes (uint8, or int8 minus 128) in NHWC."""
+        return self.nhwc and self._pixel_offset(self.output) is not None
+
+    def prepare_pixels(self, lr: np.ndarray) -> np.ndarray:
+        """A HWC uint8 RGB image as this pixel-input model's own tensor (1xHxWx3), with no float step."""
+        x = lr[None] if self.input_dtype == np.uint8 else (lr[None] ^ np.uint8(128)).view(np.int8)
+        x = np.ascontiguousarray(x)
+        self._resize(x.shape)
+        return x
+
+    def to_pixels(self, y: np.ndarray) -> np.ndarray:
+        """This pixel-output model's raw output (1xHxWx3) as an HWC uint8 RGB image."""
+        y = y[0] if y.dtype == np.uint8 else y[0].view(np.uint8) ^ np.uint8(128)
+        return np.ascontiguousarray(y)
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 in [0, 1] -> the model's own input tensor (layout, dtype); resizes the model if needed."""
@@ -112,11 +137,14 @@ class TfliteModel:
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
         x = np.ascontiguousarray(x, dtype=dtype)
-        if self._shape != x.shape:
-            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
-            self.interpreter.allocate_tensors()
-            self._shape = x.shape
+        self._resize(x.shape)
         return x
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        if self._shape != shape:
+            self.interpreter.resize_tensor_input(self.input["index"], list(shape))
+            self.interpreter.allocate_tensors()
+            self._shape = shape
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run on a prepared input; the raw output tensor."""
@@ -163,10 +191,10 @@ class TfliteUpscaler(Upscaler):
         return self.model.to_float(y)
 
     def upscale_frame(self, lr: np.ndarray) -> np.ndarray:
-        y = self.forward(self.prepare(image_to_array(lr)))
-        if self.model.nhwc and y.dtype == np.uint8 and self.model.output_is_pixels:
-            return np.ascontiguousarray(y[0])  # uint8 I/O: the output already is the image
-        return array_to_image(self.fetch(y))
+        """Pixel-I/O models take and give the bytes as they are (uint8, or int8 minus 128): no float step."""
+        x = self.model.prepare_pixels(lr) if self.model.pixels_in else self.prepare(image_to_array(lr))
+        y = self.forward(x)
+        return self.model.to_pixels(y) if self.model.pixels_out else array_to_image(self.fetch(y))
 
     def info(self) -> ModelInfo:
         metadata = self.model.metadata

@@ -30,7 +30,7 @@ def artifacts(models, tmp_path_factory):
     out = {"ort": FORMATS["ort"].export(request, root / "int8.ort").files[0]}
     if HAS_LITERT:
         out["tflite"] = FORMATS["tflite"].export(request, root / "int8.tflite").files[0]
-        out["tflite_u8"] = FORMATS["tflite"].export(ExportRequest(model, qmodel=qmodel, uint8_io=True),
+        out["tflite_u8"] = FORMATS["tflite"].export(ExportRequest(model, qmodel=qmodel, io="uint8"),
                                                     root / "int8_u8.tflite").files[0]
     assert quant_params(qmodel).config.scale == 4
     return out

@@ -9,6 +9,7 @@ import pytest
 from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import BenchConfig
 from elsr.benchmarks.report import COLUMNS, format_report, markdown_table, write_markdown, write_outputs
+from elsr.io.files import write_section
 
 SIZE = (24, 32)  # LR height x width: tiny, for speed
 
@@ -56,3 +57,13 @@ def test_markdown(result, tmp_path):
     assert f"Machine: {result.machine.line()}" in text and "onnxruntime" in text
     assert "```bash\npython -m elsr.benchmarks --weights model.pt\n```" in text
     assert markdown_table(result.rows) in text
+
+
+def test_markdown_rewrites_only_its_own_section(result, tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    write_markdown(result, path)
+    write_section(path, "video", "## Video\n\nfigures of another command", "# ELSR benchmarks")
+    write_markdown(result, path)  # again: the video section stays, the runtime section is not duplicated
+    text = path.read_text()
+    assert text.count("## Runtimes: latency, memory and quality") == 1 and "figures of another command" in text
+    assert text.index("## Runtimes") < text.index("## Video")

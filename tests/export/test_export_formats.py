@@ -66,7 +66,8 @@ def test_one_table_drives_export_and_benchmarks():
     backends = {b.name: b for b in BACKENDS}
     for fmt in FORMATS.values():
         assert fmt.suffix in backends[fmt.backend].suffixes and backends[fmt.backend].kind == fmt.runtime
-    assert FORMATS["tflite"].extra == "tflite" and FORMATS["tflite"].uint8_io
+    assert FORMATS["tflite"].extra == "tflite" and "int8" in FORMATS["tflite"].io_modes
+    assert FORMATS["onnx"].io_modes == FORMATS["ort"].io_modes == ("float",)
 
 
 def test_tflite_without_the_extra_gives_a_one_line_hint(files, tmp_path, capsys, monkeypatch):
@@ -91,7 +92,7 @@ def test_core_formats_work_without_the_extra(files, tmp_path, capsys, monkeypatc
 
 def test_option_mistakes_are_one_line_errors(files, tmp_path, capsys):
     w = str(files["weights"])
-    assert "--uint8-io is for --format tflite" in one_line_error(
+    assert "--format onnx cannot have uint8 tensors at its ends" in one_line_error(
         capsys, ["export", "--weights", w, "--format", "onnx", "--uint8-io", "--out", str(tmp_path / "a.onnx")])
     assert "--qat-checkpoint QAT.pt, or --train DIR and --val DIR" in one_line_error(
         capsys, ["export", "--weights", w, "--format", "ort", "--int8", "--out", str(tmp_path / "a.ort")])
@@ -118,7 +119,7 @@ def test_ort_int8_from_the_int8_onnx_and_overwrite(files, tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "identical to its ONNX model" in printed and "required operators (q.required_operators.config)" in printed
-    assert "mobile usability: Model should perform well with NNAPI" in printed
+    assert "mobile EP (onnxruntime checker): NNAPI: " in printed
     assert "int8 vs QAT fake-quant images" not in printed and printed.count("int8 vs QAT fake-quant") == 5
     assert "validate hr (2 images, q.ort): PSNR-Y" in printed
     assert "python -m elsr.benchmarks --models" in printed and "--backends ort-cpu" in printed
@@ -174,3 +175,45 @@ def test_qat_on_the_spot_is_saved_for_reuse(files, tmp_path, capsys):
                  "--device", "cpu", "--out", str(out)]) == 0
     assert out.is_file() and (tmp_path / "spot.qat.pt").is_file()
     assert "reuse it with --qat-checkpoint" in capsys.readouterr().out
+
+
+def test_each_artifact_records_its_own_validation_psnr(tmp_path):
+    """FP32 files record the checkpoint's PSNR; INT8 files the QAT model's own, never the FP32 figure."""
+    import onnx
+
+    torch.manual_seed(1)
+    model = ELSR(ModelConfig(scale=4)).eval()
+    save_checkpoint(tmp_path / "m.pt", model, meta={"val": {"psnr_y": 30.0}, "val_data": "Set5/HR"})
+    qmodel = QuantELSR(model).train()
+    with torch.no_grad():
+        qmodel(torch.rand(2, 3, 16, 16))
+    qmodel.freeze_observers()
+    history = [{"epoch": 1, "psnr_y": 29.5, "psnr_rgb": 27.0, "ssim_y": 0.8, "ssim_rgb": 0.7, "selected": "raw"}]
+    save_qat_checkpoint(tmp_path / "m.qat.pt", qmodel.eval(), history, "Set5/HR")
+
+    def recorded(path: Path) -> tuple[str | None, str | None]:
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return props.get("psnr_y"), props.get("psnr_data")
+
+    base = ["export", "--weights", str(tmp_path / "m.pt")]
+    assert main([*base, "--out", str(tmp_path / "f.onnx")]) == 0
+    assert recorded(tmp_path / "f.onnx") == ("30.0000", "Set5/HR")
+    assert main([*base, "--int8", "--qat-checkpoint", str(tmp_path / "m.qat.pt"), "--out", str(tmp_path / "q.onnx")]) == 0
+    assert recorded(tmp_path / "q.onnx") == ("29.5000", "Set5/HR")
+    assert main([*base, "--int8", "--qat-checkpoint", str(tmp_path / "q.onnx"), "--out", str(tmp_path / "r.onnx")]) == 0
+    assert recorded(tmp_path / "r.onnx") == ("29.5000", "Set5/HR")  # from an INT8 ONNX: that file's own figure
+    save_qat_checkpoint(tmp_path / "old.qat.pt", qmodel, [])  # a QAT result that recorded no score
+    assert main([*base, "--int8", "--qat-checkpoint", str(tmp_path / "old.qat.pt"), "--out", str(tmp_path / "o.onnx")]) == 0
+    assert recorded(tmp_path / "o.onnx") == (None, None)
+
+
+@needs_litert
+def test_tflite_int8_io_is_integer_end_to_end(files, tmp_path, capsys):
+    out = tmp_path / "n.tflite"
+    assert main(["export", "--weights", str(files["weights"]), "--format", "tflite", "--int8", "--qat-checkpoint",
+                 str(files["qat"]), "--int8-io", "--fixed-shape", "1x3x24x32", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "TFLite contract: input lr [1x24x32x3] int8 RGB, pixel - 128" in printed
+    assert "LiteRT: XNNPACK: takes it whole: 7/7 operators in 1 partition" in printed
+    assert "LiteRT: float32 tensors: none (integer end to end)" in printed
+    assert main(["eval", "--model", str(out), "--data", str(files["hr"]), "--no-progress"]) == 0

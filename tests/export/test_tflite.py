@@ -11,7 +11,7 @@ from elsr.errors import ElsrError
 from elsr.export.checks import check_artifact, validate
 from elsr.export.onnx_int8 import build_int8_model, qat_model_from_onnx
 from elsr.export.request import ExportRequest
-from elsr.model.network import ELSR, ModelConfig
+from elsr.model.network import ELSR, ModelConfig, dcr_order
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
 from elsr.runtime.loaders import load_upscaler
@@ -20,6 +20,7 @@ from tests.helpers import smooth_image
 pytest.importorskip("ai_edge_litert", reason="the tflite extra is not installed (pip install 'elsr[tflite]')")
 
 from elsr.export import tflite  # noqa: E402  (needs ai_edge_litert)
+from elsr.export.delegates import tflite_readiness  # noqa: E402
 from elsr.runtime.tflite_model import TfliteModel, interpreter_class, read_metadata, schema  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "elsr" / "pretrained"
@@ -79,7 +80,7 @@ def test_int8_carries_the_qat_parameters_over_exactly(tmp_path):
     def data(name, dtype):
         return np.frombuffer(bytes(model.buffers[tensors[name].buffer].data), dtype)
 
-    order = tflite.dcr_order(3, 4)
+    order = dcr_order(4)
     for name, conv in params.convs.items():
         weight, bias = conv.weight, conv.bias
         scales, bias_scales = conv.weight_scale, conv.bias_scale
@@ -123,32 +124,50 @@ def test_int8_reproduces_the_fake_quant_model_and_the_onnx_graph(tmp_path, rng, 
             (levels.max(), (levels <= 1 + 1e-3).mean(), agreement)
 
 
+@pytest.mark.parametrize("io", ["uint8", "int8", "uint8-float-ends"])
 @pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
-def test_uint8_io_contract(tmp_path, rng, int8):
-    """uint8 RGB NHWC in, uint8 RGB NHWC out, the same pixels as the float model rounded."""
+def test_pixel_io_contract(tmp_path, rng, int8, io):
+    """RGB bytes (uint8, or int8 minus 128) NHWC in and out: the same pixels as the float model rounded, and an
+    INT8 graph with uint8 or int8 ends has no float32 tensor anywhere."""
     model = trained_looking(ModelConfig(scale=4), seed=2)
     build = (lambda **kw: tflite.int8_tflite(quant_params(qat_like(model)), **kw)) if int8 else \
         (lambda **kw: tflite.fp32_tflite(model, **kw))
-    pixels_model = save(tmp_path, build(uint8_io=True), "u8.tflite")
+    pixels_model = save(tmp_path, build(io=io), f"{io}.tflite")
     float_model = TfliteModel(save(tmp_path, build(), "f.tflite"))
     interpreter = interpreter_class()(model_path=str(pixels_model))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
+    dtype = np.int8 if io == "int8" else np.uint8
+    assert inp["dtype"] == dtype and out["dtype"] == dtype
     assert inp["name"] == "lr" and out["name"] == "sr"
     assert list(inp["shape_signature"]) == [-1, -1, -1, 3] and list(out["shape_signature"]) == [-1, -1, -1, 3]
     lr = smooth_image(rng, 30, 44)
     interpreter.resize_tensor_input(inp["index"], [1, 30, 44, 3])
     interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], lr[None])  # plain HWC pixels, batch of one: no float anywhere
+    interpreter.set_tensor(inp["index"], lr[None] if io != "int8" else (lr[None].astype(np.int16) - 128).astype(np.int8))
     interpreter.invoke()
-    sr = interpreter.get_tensor(out["index"])
-    assert sr.shape == (1, 120, 176, 3) and sr.dtype == np.uint8
+    sr = interpreter.get_tensor(out["index"]).astype(int) + (128 if io == "int8" else 0)
+    assert sr.shape == (1, 120, 176, 3)
     expected = np.clip(float_model(lr.transpose(2, 0, 1)[None].astype(np.float32) / 255), 0, 1)
     expected = np.round(expected[0].transpose(1, 2, 0) * 255)
-    diff = np.abs(sr[0].astype(int) - expected.astype(int))
+    diff = np.abs(sr[0] - expected.astype(int))
     assert diff.max() <= (0 if int8 else 1) and diff.mean() < 0.01
     upscaler = load_upscaler(pixels_model, scale=4)  # elsr eval / upscale take the same pixels
-    np.testing.assert_array_equal(upscaler(lr), sr[0])
+    np.testing.assert_array_equal(upscaler(lr), sr[0].astype(np.uint8))
+    if int8 and io != "uint8-float-ends":
+        assert tflite_readiness(pixels_model).float_tensors == []
+
+
+def test_xnnpack_partitions_and_float_tensors(tmp_path):
+    """What LiteRT's XNNPACK delegate takes of each INT8 variant: the int8-I/O graph whole and integer; the uint8
+    one integer with its two requantizing ends on LiteRT's kernels; float ends in one partition."""
+    params = quant_params(qat_like(trained_looking(ModelConfig(scale=4))))
+    found = {io: tflite_readiness(save(tmp_path, tflite.int8_tflite(params, io=io), f"{io}.tflite"))
+             for io in tflite.TFLITE_IO}
+    assert found["int8"].whole and found["int8"].float_tensors == []
+    assert found["uint8"].float_tensors == [] and found["uint8"].partitions == 1
+    assert sorted(set(found["uint8"].ops) - set(found["uint8"].delegated)) in ([], ["QUANTIZE"])
+    assert found["uint8-float-ends"].whole and found["uint8-float-ends"].float_tensors == ["input_f", "sr_f"]
+    assert found["float"].whole and found["float"].float_tensors == ["lr", "sr"]
 
 
 def test_fixed_shape_and_metadata(tmp_path):
@@ -160,7 +179,8 @@ def test_fixed_shape_and_metadata(tmp_path):
     assert list(inp["shape_signature"]) == [1, 24, 40, 3]
     meta = read_metadata(path)
     assert meta["scale"] == "4" and meta["layout"] == "NHWC" and meta["precision"] == "fp32"
-    assert meta["io_dtype"] == "float32" and meta["commit"] == "abc" and "1x24x40x3" in meta["contract_input"]
+    assert meta["io"] == "float" and meta["io_dtype"] == "float32" and meta["commit"] == "abc"
+    assert "1x24x40x3" in meta["contract_input"]
     assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["lr"], "outputs": ["sr"]}}
 
 
