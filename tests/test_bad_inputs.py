@@ -550,7 +550,7 @@ def _(t, kit):
     return Setup(eval_argv(t, kit.x4, kit.hr, extra=["--json", str(out)]).argv, [out])
 
 
-@case("eval-unknown-model-type", "model.bin", "unknown model file type")
+@case("eval-unknown-model-type", "model.bin", "is a text file; --model wants a PyTorch checkpoint")
 def _(t, kit):
     return eval_argv(t, existing(t / "model.bin"), kit.hr)
 

@@ -12,6 +12,7 @@ from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
 from elsr.benchmarks.report import format_report, write_markdown, write_outputs
 from elsr.cli.command import common_options, run_command, setup_logging
+from elsr.cli.options import check_checkpoint
 from elsr.pretrained import model_path
 from elsr.provenance import command_line
 
@@ -57,6 +58,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_checkpoint(args.weights)
     result = run_benchmark(bench_config(args))
     print(format_report(result), end="")
     if args.out:

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from elsr.cli.options import add_convert, add_device, add_no_progress, add_overwrite, bundled_names, config_from_args
+from elsr.cli.options import (add_convert, add_device, add_no_progress, add_overwrite, bundled_names, check_model,
+                              config_from_args)
 from elsr.io.files import check_new_output, write_text
 from elsr.pretrained import model_path
 from elsr.runtime.evaluate import EvalConfig, evaluate, format_table
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_model(args.model)
     if args.json:
         check_new_output(args.json, args.overwrite)  # before the work, not after it
     result = evaluate(config_from_args(EvalConfig, args, progress=not args.no_progress))

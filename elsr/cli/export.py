@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from elsr.cli.options import add_convert, add_device, add_overwrite, config_from_args
+from elsr.cli.options import add_convert, add_device, add_overwrite, check_checkpoint, config_from_args
 from elsr.export.exporter import ExportConfig, export_model, parse_shape
 from elsr.export.formats import FORMATS
 from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_checkpoint(args.weights)
     fixed_shape = parse_shape(args.fixed_shape) if args.fixed_shape else None
     qat = QATConfig()
     if args.qat_epochs is not None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any, TypeVar
 
+from elsr.io.kinds import refuse_wrong_kind
 from elsr.model.devices import DEVICES
 from elsr.pretrained import MODELS
+from elsr.runtime.loaders import MODEL_KINDS
 
 T = TypeVar("T")
 CONVERT_HELP = "convert greyscale / RGBA / 16-bit images to 8-bit RGB instead of refusing them"
@@ -46,3 +49,19 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 def bundled_names() -> str:
     return ", ".join(MODELS)
+
+
+def check_kind(path: Path | None, wanted: tuple[str, ...], option: str) -> None:
+    """Before any work: a file given to ``option`` that is recognisably of another kind is one line saying
+    what it is and what the option wants (a run folder: "did you mean its model.pt?")."""
+    if path is not None and Path(path).exists():
+        refuse_wrong_kind(path, wanted, option)
+
+
+def check_model(path: Path | None, option: str = "--model") -> None:
+    """Any model file elsr runs: a checkpoint, ONNX, ORT-format or TFLite model."""
+    check_kind(path, MODEL_KINDS, option)
+
+
+def check_checkpoint(path: Path | None, option: str = "--weights") -> None:
+    check_kind(path, ("checkpoint",), option)

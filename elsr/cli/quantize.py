@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elsr.cli.options import add_convert, add_device, add_no_progress, add_overwrite, config_from_args
+from elsr.cli.options import add_convert, add_device, add_no_progress, add_overwrite, check_checkpoint, config_from_args
 from elsr.export.quantize_onnx import METHODS, QuantizeConfig, format_report, quantize
 from elsr.pretrained import model_path
 from elsr.quant.qat import QATConfig
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_checkpoint(args.weights)
     qat = QATConfig(epochs=args.epochs, iters_per_epoch=args.iters, lr=args.lr, patch_size=args.patch_size,
                     batch_size=args.batch_size, distill=args.distill, ema=args.ema, luma_weight=args.luma_weight)
     report = quantize(config_from_args(QuantizeConfig, args, qat=qat, progress=not args.no_progress))

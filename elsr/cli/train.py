@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elsr.cli.options import add_convert, add_device, add_no_progress, config_from_args, default
+from elsr.cli.options import add_convert, add_device, add_no_progress, check_checkpoint, config_from_args, default
 from elsr.pretrained import model_path
 from elsr.train import distributed
 from elsr.train.precision import AMP_MODES, CHANNELS_LAST_MODES
@@ -25,9 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, help="start the first stage from this checkpoint "
                         "or bundled model (x2, x4; a x2 checkpoint for a x4 stage is transferred, tail re-initialised)")
     parser.add_argument("--seed", type=int, help="override the schedule's seed")
+    parser.add_argument("--channels", type=int, metavar="N",
+                        help="override the schedule's hidden channels (default: the schedule's; the paper's is 6)")
     parser.add_argument("--length", type=float, default=default(TrainConfig, "length"),
-                        help="multiply every stage's epochs by this factor, e.g. 0.1 for a short try "
-                             "(default: %(default)s)")
+                        help="multiply every stage's epochs by this factor, e.g. 0.1 for a short try; a stage left "
+                             "with less than half an epoch runs that share of one (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="cap the whole run at N training steps, shared among the stages by their length: "
+                             "a real short trial, e.g. --max-steps 300 (default: no cap)")
     parser.add_argument("--workers", type=int, default=default(TrainConfig, "workers"),
                         help="DataLoader workers for HDF5 data (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=default(TrainConfig, "threads"),
@@ -46,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_checkpoint(args.weights)
     cfg = config_from_args(TrainConfig, args, progress=not args.no_progress)
     summary = train(cfg)
     if distributed.detect(timeout_s=1).is_main:

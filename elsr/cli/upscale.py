@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elsr.cli.options import (add_convert, add_device, add_no_progress, add_overwrite, bundled_names, config_from_args,
-                              default)
+from elsr.cli.options import (add_convert, add_device, add_no_progress, add_overwrite, bundled_names, check_model,
+                              config_from_args, default)
 from elsr.pretrained import model_path, pretrained
 from elsr.runtime.upscale import UpscaleConfig, upscale_files
 
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_model(args.model)
     written = upscale_files(config_from_args(UpscaleConfig, args, model=args.model or pretrained(),
                                              progress=not args.no_progress))
     print(f"wrote {written[0] if len(written) == 1 else f'{len(written)} files to {args.output}'}")

@@ -96,8 +96,12 @@ class FolderSource:
                             path=self.root, fix="use a smaller patch_size or larger images")
         if len(pairs) < len(self.images) and (scale, patch) not in self._reported:
             self._reported.add((scale, patch))
-            log.info("x%d, %dpx patches: %d of %d images are too small and skipped",
-                     scale, patch, len(self.images) - len(pairs), len(self.images))
+            few = len(pairs) < len(self.images) / 2  # most of the data unused: the user should know
+            log.log(logging.WARNING if few else logging.INFO,
+                    "x%d, %dpx patches: %d of %d images are too small and skipped%s", scale, patch,
+                    len(self.images) - len(pairs), len(self.images),
+                    f": this stage trains on {len(pairs)} image(s) (lower the stage's patch_size or add larger "
+                    "images)" if few else "")
         return pairs
 
     def num_patches(self, scale: int, patch: int) -> int:

@@ -17,11 +17,13 @@ import torch
 
 from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
+from elsr.io.kinds import refuse_wrong_kind
 from elsr.model.network import ELSR, ModelConfig, load_weights
 from elsr.pretrained import model_path
 
 FORMAT = "elsr-checkpoint"
 VERSION = 1
+CHECKPOINT_FIX = "pass a model.pt written by 'elsr train', or x2 / x4 for a bundled one"
 
 
 def save_checkpoint(path: str | Path, model: ELSR, meta: dict | None = None, **extra: Any) -> None:
@@ -65,8 +67,9 @@ def _refused_global(exc: Exception) -> str | None:
 def load_safely(path: str | Path):
     """``torch.load`` with ``weights_only=True`` (no code execution), with one-line errors."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise ElsrError("no such checkpoint file", path=path, fix="check the path")
+    refuse_wrong_kind(path, ("checkpoint",), fix=CHECKPOINT_FIX)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
             warnings.simplefilter("ignore")

@@ -23,6 +23,8 @@ from elsr.train.schedule import cosine_lr
 
 log = logging.getLogger(__name__)
 
+SELECTIONS = ("psnr_y", "y_and_rgb")  # how train_qat picks the epoch it returns
+
 @dataclass
 class QATConfig:
     """Fine-tuning with fake quantization; observers are frozen for the last epochs."""
@@ -40,6 +42,7 @@ class QATConfig:
     freeze_fraction: float = 0.8   # observer ranges only: share of the epochs (at the end) with frozen ranges
     calibration_batches: int = 16  # forward passes that set the ranges before training
     distill: float = 0.0           # weight of the MSE to the FP32 model's output (0: ground truth only)
+    select: str = "psnr_y"         # the epoch kept: best PSNR-Y, or "y_and_rgb": the smallest loss on either vs FP32
     ema: float = 0.0               # decay of an exponential moving average of the weights and ranges (0: off)
     seed: int = 0
 
@@ -48,6 +51,8 @@ class QATConfig:
             raise ElsrError(f"luma weight {problem}", fix="0 scores the RGB error only, 0.95 mostly luma")
         if not 0.0 <= self.ema < 1.0:
             raise ElsrError(f"ema decay must be in [0, 1), got {self.ema}", fix="e.g. 0.999; 0 turns it off")
+        if self.select not in SELECTIONS:
+            raise ElsrError(f"unknown QAT selection {self.select!r}", fix=f"use one of {', '.join(SELECTIONS)}")
         if not 0.0 <= self.distill <= 1.0:
             raise ElsrError(f"distill weight must be in [0, 1], got {self.distill}",
                             fix="0 trains on the HR images only, 1 on the FP32 model's outputs only")
@@ -109,8 +114,8 @@ def _bad_loss(epoch: int):
 
 def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device,
               progress: bool = True) -> tuple[QuantELSR, list[dict]]:
-    """Fine-tune ``model`` with fake quantization; returns the best fake-quant model (by PSNR-Y, among the
-    states whose ranges are final) and the per-epoch history."""
+    """Fine-tune ``model`` with fake quantization; returns the best fake-quant model (by ``cfg.select``, among
+    the states whose ranges are final) and the per-epoch history."""
     torch.manual_seed(cfg.seed)
     teacher = copy.deepcopy(model).to(device).eval().requires_grad_(False) if cfg.distill else None
     qmodel = _calibrated(model, source, cfg, device)
@@ -118,7 +123,8 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device,
     ema = copy.deepcopy(qmodel).requires_grad_(False) if cfg.ema else None
     step_loss = _step_loss(qmodel, teacher, cfg, device)
     freeze_at = 0 if cfg.learn_ranges else cfg.epochs - max(1, round(cfg.epochs * cfg.freeze_fraction))
-    best_state, best_psnr, history = None, -math.inf, []
+    reference = validate(model.to(device), val, device) if cfg.select == "y_and_rgb" else {}
+    best_state, best_score, history = None, -math.inf, []
     for epoch in range(cfg.epochs):
         if epoch == freeze_at:
             qmodel.freeze_observers()
@@ -133,18 +139,26 @@ def train_qat(model: ELSR, source, val, cfg: QATConfig, device: torch.device,
         frozen = epoch >= freeze_at
         history.append({"epoch": epoch + 1, "lr": lr, "loss": float(np.mean(losses)), "frozen": frozen,
                         **validate(qmodel, val, device)})
-        candidates = [("raw", history[-1]["psnr_y"], qmodel)]
+        candidates = [("raw", _score(history[-1], reference), qmodel)]
         if ema is not None:
             history[-1].update({f"ema_{k}": v for k, v in validate(ema, val, device).items()})
-            candidates.append(("ema", history[-1]["ema_psnr_y"], ema))
+            candidates.append(("ema", _score(history[-1], reference, "ema_"), ema))
         _log_epoch(history[-1], cfg)
-        for kind, psnr, candidate in candidates:
-            if frozen and psnr > best_psnr:  # only states whose ranges are final
-                best_psnr, best_state, best = psnr, copy.deepcopy(candidate.state_dict()), (epoch, kind)
+        for kind, score, candidate in candidates:
+            if frozen and score > best_score:  # only states whose ranges are final
+                best_score, best_state, best = score, copy.deepcopy(candidate.state_dict()), (epoch, kind)
     qmodel.load_state_dict(best_state)
     qmodel.freeze_observers()
     history[best[0]]["selected"] = best[1]
     return qmodel.eval().cpu(), history
+
+
+def _score(row: dict, reference: dict[str, float], prefix: str = "") -> float:
+    """How good an epoch is: its PSNR-Y, or, given the FP32 model's scores, the smaller of its PSNR-Y and PSNR-RGB
+    differences to them (colour kept as well as luma)."""
+    if not reference:
+        return row[prefix + "psnr_y"]
+    return min(row[prefix + "psnr_y"] - reference["psnr_y"], row[prefix + "psnr_rgb"] - reference["psnr_rgb"])
 
 
 def selected_metrics(history: list[dict]) -> dict[str, float]:

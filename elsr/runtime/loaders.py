@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from elsr.errors import ElsrError
+from elsr.io.kinds import describe, refuse_wrong_kind
 from elsr.pretrained import MODELS, model_path
 from elsr.runtime.base import Upscaler
 from elsr.runtime.onnx_model import ONNX_SUFFIXES, OnnxUpscaler
@@ -20,38 +21,45 @@ from elsr.runtime.tflite_model import TFLITE_SUFFIXES, TfliteUpscaler
 
 @dataclass(frozen=True)
 class Runtime:
-    """What runs a kind of model file: its name (the benchmark backends' kind), suffixes and loader."""
+    """What runs a kind of model file: its name (the benchmark backends' kind), the file kinds it reads (by
+    content, elsr.io.kinds), their usual suffixes and its loader."""
 
     name: str
+    kinds: tuple[str, ...]
     suffixes: tuple[str, ...]
     load: Callable[..., Upscaler]   # (path, scale, device, threads) -> Upscaler
 
 
 RUNTIMES: tuple[Runtime, ...] = (
-    Runtime("torch", CHECKPOINT_SUFFIXES, TorchUpscaler),
-    Runtime("onnxruntime", ONNX_SUFFIXES, OnnxUpscaler),
-    Runtime("tflite", TFLITE_SUFFIXES, TfliteUpscaler),
+    Runtime("torch", ("checkpoint", "pickle"), CHECKPOINT_SUFFIXES, TorchUpscaler),
+    Runtime("onnxruntime", ("onnx", "ort"), ONNX_SUFFIXES, OnnxUpscaler),
+    Runtime("tflite", ("tflite",), TFLITE_SUFFIXES, TfliteUpscaler),
 )
 MODEL_SUFFIXES = tuple(s for runtime in RUNTIMES for s in runtime.suffixes)
+MODEL_KINDS = tuple(k for runtime in RUNTIMES for k in runtime.kinds if k != "pickle")
 
 
 def runtime_named(name: str) -> Runtime:
     return next(r for r in RUNTIMES if r.name == name)
 
 
-def runtime_for(path: Path) -> Runtime:
-    """The runtime of a model file, by suffix; ElsrError naming the suffixes we know."""
-    suffix = path.suffix.lower()
-    for runtime in RUNTIMES:
-        if suffix in runtime.suffixes:
+def runtime_for(path: Path, option: str | None = None) -> Runtime:
+    """The runtime of a model file, by its content (a file of no known kind: by its suffix, so that its own
+    runtime says what is wrong with it); one line naming the kinds we run otherwise."""
+    fix = f"pass a model file ({', '.join(MODEL_SUFFIXES)}) or a bundled model's name: {', '.join(MODELS)}"
+    kind = refuse_wrong_kind(path, MODEL_KINDS, option, fix=fix) if path.exists() else "missing"
+    for runtime in RUNTIMES:  # a missing, damaged or unknown file goes by its suffix: its runtime says what is wrong
+        if kind in runtime.kinds or (kind in ("unknown", "zip", "missing") and path.suffix.lower() in runtime.suffixes):
             return runtime
-    raise ElsrError(f"unknown model file type {path.suffix or '(no suffix)'!r}", path=path,
+    if kind == "missing":
+        raise ElsrError("no such model file", path=path, fix=fix)
+    raise ElsrError(f"not a model file elsr knows ({describe(kind)}, {path.suffix or 'no suffix'})", path=path,
                     fix=f"use one of {', '.join(MODEL_SUFFIXES)}, or a bundled model's name: {', '.join(MODELS)}")
 
 
 def load_upscaler(path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> Upscaler:
-    """Load a checkpoint (.pt/.pth), ONNX model (.onnx/.ort) or TFLite model (.tflite); ``scale``, when given,
-    must match it. A bundled model's name (``x4-int8``, ...) is taken too.
+    """Load a checkpoint, an ONNX or ORT-format model or a TFLite model, recognised by content; ``scale``, when
+    given, must match it. A bundled model's name (``x4-int8``, ...) is taken too.
 
     ``threads`` is the runtime's intra-op thread count (0: its default); a PyTorch model applies it only
     while ``active()``.

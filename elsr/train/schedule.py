@@ -230,3 +230,33 @@ def lr_for_epoch(stage: Stage, epoch: int) -> float:
 def cosine_lr(lr: float, eta_min: float, epoch: int, epochs: int) -> float:
     """Cosine decay: ``lr`` at epoch 0, ``eta_min`` at the last of ``epochs``."""
     return eta_min + (lr - eta_min) * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs - 1)))
+
+
+MIN_STEPS_PER_EPOCH = 50  # a shortened stage keeps at least this many steps between two validations
+
+
+def shorten(stages: list[Stage], iterations: list[int], length: float = 1.0, max_steps: int | None = None) -> None:
+    """Apply ``--length`` and ``--max-steps`` to the stages, in place. ``iterations``: each stage's iterations per
+    epoch as it would run them (its ``iters_per_epoch``, or the steps of one pass over the HDF5 patches).
+
+    ``length`` multiplies every stage's epochs (rounded, as before); a stage left with less than half an epoch
+    keeps one epoch of that share of its iterations, so a short try is short. ``max_steps`` then caps the whole
+    run at that many steps, shared among the stages by their length, each keeping at least one step and at
+    least MIN_STEPS_PER_EPOCH steps per epoch where it can.
+    """
+    if not (length > 0 and math.isfinite(length)):
+        raise ElsrError(f"--length must be positive, got {length}", fix="e.g. --length 0.1 for a short try")
+    if max_steps is not None and max_steps < 1:
+        raise ElsrError(f"--max-steps must be at least 1, got {max_steps}", fix="e.g. --max-steps 300")
+    for stage, iters in zip(stages, iterations):
+        if stage.epochs * length >= 0.5:
+            stage.epochs = round(stage.epochs * length)
+        else:
+            stage.epochs, stage.iters_per_epoch = 1, max(1, round(stage.epochs * iters * length))
+    total = sum(stage.epochs * (stage.iters_per_epoch or iters) for stage, iters in zip(stages, iterations))
+    if max_steps is None or total <= max_steps:
+        return
+    for stage, iters in zip(stages, iterations):
+        steps = max(1, max_steps * stage.epochs * (stage.iters_per_epoch or iters) // total)
+        stage.epochs = min(stage.epochs, max(1, steps // MIN_STEPS_PER_EPOCH))
+        stage.iters_per_epoch = max(1, steps // stage.epochs)

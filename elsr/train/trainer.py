@@ -35,7 +35,7 @@ from elsr.train.loop import run_epoch, validate
 from elsr.train.losses import loss_function
 from elsr.train.plots import plot_history
 from elsr.train.precision import AMP_MODES, CHANNELS_LAST_MODES
-from elsr.train.schedule import Schedule, Stage, load_schedule, lr_for_epoch
+from elsr.train.schedule import Schedule, Stage, load_schedule, lr_for_epoch, shorten
 from elsr.version import __version__
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,12 @@ class TrainConfig:
     overwrite: bool = False
     weights: Path | None = None   # start the first stage from these weights (x2 -> x4 transfer if needed)
     seed: int | None = None       # overrides the schedule's seed
+    channels: int | None = None   # overrides the schedule's hidden channels (a wider or narrower ELSR)
     workers: int = 2              # DataLoader workers for HDF5 data
     threads: int = 0              # torch CPU threads (0: PyTorch's default)
     convert: bool = False         # convert greyscale / RGBA / 16-bit images instead of refusing them
-    length: float = 1.0           # multiply every stage's epochs by this (rounded, at least 1)
+    length: float = 1.0           # multiply every stage's epochs by this (below half an epoch: a share of one epoch)
+    max_steps: int | None = None  # cap the whole run at this many training steps (a short trial)
     progress: bool = True
     amp: str = "off"              # mixed precision: off, bf16 (CUDA or CPU) or fp16 (CUDA, with a GradScaler)
     channels_last: str = "auto"   # NHWC activations: auto = on CUDA with --amp, on, off
@@ -101,12 +103,14 @@ class Trainer:
         self.schedule: Schedule = load_schedule(cfg.schedule)
         if cfg.seed is not None:
             self.schedule.seed = cfg.seed
+        if cfg.channels is not None:
+            if cfg.channels < 1:
+                raise ElsrError(f"--channels must be positive, got {cfg.channels}", fix="e.g. --channels 16")
+            self.schedule.channels = cfg.channels
         if cfg.weights is not None:
             self.schedule.stages[0].init = str(cfg.weights)
-        if cfg.length <= 0:
-            raise ElsrError(f"--length must be positive, got {cfg.length}")
-        for stage in self.schedule.stages:
-            stage.epochs = max(1, round(stage.epochs * cfg.length))
+        if not (cfg.length > 0 and math.isfinite(cfg.length)) or (cfg.max_steps is not None and cfg.max_steps < 1):
+            shorten([], [], cfg.length, cfg.max_steps)  # the one place that words the refusal
         for stage in self.schedule.stages:  # the schedule's batch is the global one
             distributed.per_rank_batch(ctx, stage.batch_size, f"stage {stage.name!r}")
         self.out = Path(cfg.out)
@@ -159,11 +163,21 @@ class Trainer:
         state = ckpt.get("train_state")
         if not state:
             raise ElsrError("checkpoint holds no training state", path=state_path, fix="start again with --overwrite")
-        if state["schedule"] != self.schedule.to_dict():
-            raise ElsrError("the run was started with a different schedule", path=state_path,
-                            fix="resume with the same schedule and --weights/--seed, or use a new --out")
         state["model"] = ckpt.get("train_model") or ckpt["model"]
         return state
+
+    def _check_same_schedule(self, state: dict | None) -> None:
+        """A resumed run must go on with the schedule it was started with (after every option that changes it)."""
+        if state and state["schedule"] != self.schedule.to_dict():
+            raise ElsrError("the run was started with a different schedule", path=self.out / RUN_STATE,
+                            fix="resume with the same schedule and --weights/--seed/--length/--max-steps, "
+                                "or use a new --out")
+
+    def _shorten(self, source: FolderSource | HDF5Source) -> None:
+        """--length and --max-steps, now that the training data tells how long one pass over it is."""
+        iterations = [stage.iters_per_epoch or max(1, source.num_patches(stage.scale, stage.patch_size)
+                                                   // stage.batch_size) for stage in self.schedule.stages]
+        shorten(self.schedule.stages, iterations, self.cfg.length, self.cfg.max_steps)
 
     def _build_model(self, stage: Stage) -> ELSR:
         config = ModelConfig(scale=stage.scale, channels=self.schedule.channels, prelu=self.schedule.prelu)
@@ -215,6 +229,8 @@ class Trainer:
             val = ValidationSet(self.cfg.val, self.cfg.convert)
         source = open_training_data(self.cfg.train, self.cfg.convert, self.cfg.workers,
                                     pin_memory=self.device.type == "cuda")
+        self._shorten(source)
+        self._check_same_schedule(state)
         if self.ctx.is_main:  # the inputs are good: only now is anything written
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write

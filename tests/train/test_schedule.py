@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from elsr.errors import ElsrError
-from elsr.train.schedule import SchedulerConfig, Stage, builtin_schedules, load_schedule, lr_for_epoch, parse_schedule
+from elsr.train.schedule import (SchedulerConfig, Stage, builtin_schedules, load_schedule, lr_for_epoch, parse_schedule,
+                                 shorten)
 
 
 def stage(**kw):
@@ -96,3 +97,37 @@ def test_learning_rate_is_a_factor_per_epoch_not_lr_squared():
     assert lr_for_epoch(cosine, 0) == 1.0 and lr_for_epoch(cosine, 4) == pytest.approx(0.1)
     assert lr_for_epoch(cosine, 2) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert lr_for_epoch(make({}), 7) == 1.0
+
+
+def _stages(*shape: tuple[int, int]) -> list[Stage]:
+    return [Stage(name=f"s{i}", scale=4, patch_size=8, batch_size=4, loss="l1", lr=1e-3, epochs=e, iters_per_epoch=k)
+            for i, (e, k) in enumerate(shape)]
+
+
+def test_length_rounds_epochs_as_before_and_scales_below_half_an_epoch():
+    stages = _stages((6, 500), (8, 500), (1, 500))
+    shorten(stages, [500, 500, 500], length=0.1)
+    assert [(s.epochs, s.iters_per_epoch) for s in stages] == [(1, 500), (1, 500), (1, 50)]
+    stages = _stages((6, 500), (8, 0))
+    shorten(stages, [500, 120], length=0.01)  # one pass over an HDF5 file: 120 steps
+    assert [(s.epochs, s.iters_per_epoch) for s in stages] == [(1, 30), (1, 10)]
+    stages = _stages((6, 500))
+    shorten(stages, [500], length=2)
+    assert (stages[0].epochs, stages[0].iters_per_epoch) == (12, 500)
+
+
+def test_max_steps_caps_the_whole_run():
+    stages = _stages((6, 500), (8, 500), (6, 500), (12, 500), (8, 500), (6, 500))
+    shorten(stages, [500] * 6, max_steps=300)
+    total = sum(s.epochs * s.iters_per_epoch for s in stages)
+    assert 300 - 6 <= total <= 300 and all(s.epochs >= 1 and s.iters_per_epoch >= 1 for s in stages)
+    assert stages[3].epochs * stages[3].iters_per_epoch == 2 * stages[0].epochs * stages[0].iters_per_epoch
+    tiny = _stages((3, 10), (3, 10))
+    shorten(tiny, [10, 10], max_steps=1000)  # already shorter: unchanged
+    assert [(s.epochs, s.iters_per_epoch) for s in tiny] == [(3, 10), (3, 10)]
+
+
+@pytest.mark.parametrize("length, max_steps", [(0, None), (-1, None), (float("nan"), None), (1, 0)])
+def test_impossible_lengths_are_refused(length, max_steps):
+    with pytest.raises(ElsrError, match="--length must be positive|--max-steps must be at least 1"):
+        shorten(_stages((1, 1)), [1], length=length, max_steps=max_steps)

@@ -188,3 +188,19 @@ def test_luma_weight_changes_the_training_and_is_logged(tmp_path, data, caplog):
     assert "MSE (90% on luma)" in caplog.text
     a, b = weights(tmp_path / "plain" / "model.pt"), weights(tmp_path / "luma" / "model.pt")
     assert not torch.equal(a["tail.weight"], b["tail.weight"])  # same seed and data: only the loss differs
+
+
+def test_max_steps_is_a_short_trial_that_resumes_with_the_same_cap(tmp_path, data, monkeypatch):
+    steps = []
+    original = torch.optim.Adam.step
+
+    def counted(self, *args, **kw):
+        steps.append(1)
+        return original(self, *args, **kw)
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    train(config(tmp_path, data, max_steps=5))
+    assert 2 <= len(steps) <= 5  # the tiny schedule (2 x 3 + 2 x 3 steps) capped at 5, every stage kept
+    saved = yaml.safe_load((tmp_path / "run" / "schedule.json").read_text())
+    assert sum(s["epochs"] * s["iters_per_epoch"] for s in saved["stages"]) == len(steps)
+    with pytest.raises(ElsrError, match="different schedule"):
+        train(config(tmp_path, data, resume=True, max_steps=6))
