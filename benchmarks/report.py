@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from elsr.benchmarks.paper import comparison_lines
 from elsr.benchmarks.results import BenchResult, Row
-from elsr.io.files import atomic_path, write_text
+from elsr.io.files import atomic_path, kept_sections, write_text
 
 MIB = 1024 * 1024
 
@@ -151,4 +151,7 @@ def benchmarks_markdown(result: BenchResult) -> str:
 
 
 def write_markdown(result: BenchResult, path: Path) -> None:
-    write_text(path, benchmarks_markdown(result))
+    """The benchmark report as ``path``; the file's "## " sections (other tools' figures, such as the ARM64 check's)
+    are kept after it."""
+    kept = kept_sections(path)
+    write_text(path, benchmarks_markdown(result) + ("\n" + kept if kept else ""))

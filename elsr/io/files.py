@@ -79,6 +79,38 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def replace_section(text: str, heading: str, section: str) -> str:
+    """``text`` (markdown) with the section under the line ``heading`` (up to the next heading of the same or a
+    higher level) replaced by ``section`` (which starts with ``heading``), or ``section`` appended."""
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    section = section.rstrip("\n") + "\n"
+    if start is None:
+        return (text.rstrip("\n") + "\n\n" if text.strip() else "") + section
+    end = next((i for i in range(start + 1, len(lines))
+                if lines[i].startswith("#") and len(lines[i]) - len(lines[i].lstrip("#")) <= level), len(lines))
+    return "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+
+
+def write_section(path: str | Path, heading: str, section: str) -> None:
+    """Replace (or append) one markdown section of a file, atomically; the rest of the file is kept."""
+    path = Path(path)
+    write_text(path, replace_section(path.read_text(encoding="utf-8") if path.is_file() else "", heading, section))
+
+
+def kept_sections(path: str | Path, level: int = 2) -> str:
+    """The sections of a markdown file from its first heading of ``level`` on ("" when none or no file): what a
+    tool that rewrites the top of the file keeps for the tools that maintain those sections."""
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    marker = "#" * level + " "
+    start = next((i for i, line in enumerate(lines) if line.startswith(marker)), None)
+    return "" if start is None else "".join(lines[start:])
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write a binary file atomically."""
     with atomic_path(path) as tmp:

@@ -56,3 +56,12 @@ def test_markdown(result, tmp_path):
     assert f"Machine: {result.machine.line()}" in text and "onnxruntime" in text
     assert "```bash\npython -m elsr.benchmarks --weights model.pt\n```" in text
     assert markdown_table(result.rows) in text
+
+
+def test_markdown_keeps_other_tools_sections(result, tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# ELSR benchmarks\n\nold table\n\n## ARM64 (emulated)\n\narm64 figures\n")
+    write_markdown(result, path)
+    text = path.read_text()
+    assert "old table" not in text and markdown_table(result.rows) in text
+    assert text.endswith("## ARM64 (emulated)\n\narm64 figures\n") and text.count("## ARM64") == 1
