@@ -19,7 +19,6 @@ kernel selection, not its timing, caches or drivers.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import subprocess
 import sys
@@ -34,12 +33,12 @@ import numpy as np
 
 from elsr.benchmarks.arm64.artifacts import Artifact, artifacts_named, export_artifacts
 from elsr.benchmarks.arm64.compare import Result, agreement, judge, pooled_psnr_y, psnr_delta, summary
-from elsr.benchmarks.arm64.probes import compare_probes, probe_jobs, write_probes
 from elsr.benchmarks.arm64.environment import (QEMU_SUITE, Qemu, debian_mirror, default_cache, ensure_host_tools,
                                                ensure_qemu, ensure_root, ensure_site, host_versions, preflight,
                                                root_glibc, root_python)
+from elsr.benchmarks.arm64.probes import Probe, compare_probes, probe_jobs, write_probes
 from elsr.benchmarks.arm64.sandbox import WORK_IN_ROOT, Sandbox
-from elsr.benchmarks.arm64.smecheck import WRONG, run_check
+from elsr.benchmarks.arm64.smecheck import NO_SME, WRONG, run_check
 from elsr.benchmarks.arm64.targets import BASE_DISTRIBUTIONS, DEFAULT_CORES, core_named, runtime_named
 from elsr.data.bicubic import downscale
 from elsr.errors import ElsrError
@@ -48,7 +47,6 @@ from elsr.model.inference import array_to_image, image_to_array
 from elsr.pretrained import MODELS
 from elsr.runtime.loaders import load_upscaler
 
-log = logging.getLogger(__name__)
 
 SCALE = 4
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")   # scikit-image's bundled photos
@@ -255,6 +253,85 @@ def set_up(cfg: Arm64Config, artifacts: tuple[Artifact, ...], emit: Callable[[st
     return qemu, root, site, environment
 
 
+@dataclass
+class X86Side:
+    """What every core is compared with: the images, the FP32 model's pictures, each artifact on x86."""
+
+    hrs: list[np.ndarray]
+    lrs: list[np.ndarray]
+    fp32: list[np.ndarray]
+    references: dict[str, Reference]
+    probes: list[Probe]
+    description: str
+
+
+def sme_selfchecks(qemu: Qemu, cores: tuple[str, ...], work: Path, emit: Callable[[str], None]) -> dict[str, dict]:
+    checks = {}
+    for core in cores:
+        status, detail = run_check(qemu.path, core, work)
+        checks[core] = {"status": status, "detail": detail}
+        if status != NO_SME:
+            emit(f"{core}: SME self-check of QEMU {qemu.version}: {status} ({detail})")
+    return checks
+
+
+def run_x86(cfg: Arm64Config, artifacts: tuple[Artifact, ...], work: Path, timings: dict) -> X86Side:
+    """Export the artifacts, run them on x86 through elsr.runtime and through the runner (the same outputs, or the
+    check is void), and write the inputs of the emulated runs."""
+    mark = time.perf_counter()
+    models = export_artifacts(artifacts, work / "models")
+    probes = write_probes(work, cfg.crop) if cfg.probes else []
+    timings["export_s"] = round(time.perf_counter() - mark, 1)
+    mark = time.perf_counter()
+    images = check_images(cfg)
+    hrs = [hr for _, hr in images]
+    lrs = [downscale(hr, SCALE) for hr in hrs]
+    fp32_model = load_upscaler(MODELS["x4"], SCALE, device="cpu")
+    fp32 = [fp32_model(lr) for lr in lrs]
+    references = x86_references(artifacts, models, lrs, hrs, fp32, work)
+    shutil.copy2(RUNNER, work / "runner.py")
+    outcome = run_jobs(on_this_machine(cfg.timeout), work, X86,
+                       jobs_for(X86, artifacts, len(lrs), str(work)) + probe_jobs(X86, probes, str(work)), cfg.threads)
+    for job, (_, error) in outcome.items():
+        if error:
+            raise ElsrError(f"the runner fails on this machine: {job}: {error}",
+                            fix="check that onnxruntime and ai-edge-litert import here")
+    for artifact in artifacts:
+        for runtime in (r for r in artifact.runtimes if runtime_named(r).phone_default):
+            found = agreement(load_outputs(work, X86, runtime, artifact.file, len(lrs)),
+                              references[artifact.file].raw, references[artifact.file].to_float)
+            if found.identical != 1.0:
+                raise ElsrError(f"the runner's x86 output of {artifact.file} through {runtime} differs from "
+                                f"elsr.runtime's ({100 * found.identical:.2f}% identical)",
+                                fix="make benchmarks/arm64/runner.py call the runtime as elsr.runtime does")
+    timings["x86_s"] = round(time.perf_counter() - mark, 1)
+    pixels = sum(lr.shape[0] * lr.shape[1] for lr in lrs)
+    description = (f"{len(images)} images ({'scikit-image photos' if cfg.hr is None else cfg.hr}), centre crops of "
+                   f"at most {cfg.crop}x{cfg.crop} LR pixels, {pixels} LR pixels in all")
+    return X86Side(hrs, lrs, fp32, references, probes, description)
+
+
+def run_emulated(cfg: Arm64Config, artifacts: tuple[Artifact, ...], sandbox: Sandbox, x86: X86Side,
+                 sme: dict[str, dict], emit: Callable[[str], None]) -> tuple[list[Result], list[dict]]:
+    """Every core's runs (``cfg.jobs`` cores at once, the slowest first), compared with x86's."""
+    work = sandbox.work
+
+    def one(core: str) -> tuple[list[Result], list[dict]]:
+        started = time.perf_counter()
+        jobs = jobs_for(core, artifacts, len(x86.lrs)) + probe_jobs(slug(core), x86.probes, WORK_IN_ROOT)
+        outcome = run_jobs(in_sandbox(sandbox, core, cfg.timeout), work, core, jobs, cfg.threads)
+        found = compare_core(core, artifacts, x86.references, outcome, x86.hrs, x86.fp32, work,
+                             sme[core]["status"] != WRONG)
+        emit(f"{core}: {len(outcome)} runs in {time.perf_counter() - started:.0f} s")
+        return found, compare_probes(work, core, slug(core), X86, x86.probes, outcome)
+
+    order = sorted(cfg.cores, key=emulation_cost, reverse=True)
+    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+        by_core = dict(zip(order, pool.map(one, order)))
+    results = [r for core in cfg.cores for r in by_core[core][0]]
+    return results, [p for core in cfg.cores for p in by_core[core][1]]
+
+
 def run_arm64(cfg: Arm64Config, emit: Callable[[str], None] = print) -> dict:
     """Set up (or reuse) the arm64 environment, run every artifact on every core, compare with x86."""
     started = time.perf_counter()
@@ -266,59 +343,17 @@ def run_arm64(cfg: Arm64Config, emit: Callable[[str], None] = print) -> dict:
     cfg.cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="work-", dir=cfg.cache))
     try:
-        sme = {}
-        for core in cfg.cores:
-            status, detail = run_check(qemu.path, core, work)
-            sme[core] = {"status": status, "detail": detail}
-            if status != "no SME":
-                emit(f"{core}: SME self-check of QEMU {qemu.version}: {status} ({detail})")
+        sme = sme_selfchecks(qemu, cfg.cores, work, emit)
+        x86 = run_x86(cfg, artifacts, work, timings)
         mark = time.perf_counter()
-        models = export_artifacts(artifacts, work / "models")
-        probes = write_probes(work, cfg.crop) if cfg.probes else []
-        timings["export_s"] = round(time.perf_counter() - mark, 1)
-        mark = time.perf_counter()
-        images = check_images(cfg)
-        hrs = [hr for _, hr in images]
-        lrs = [downscale(hr, SCALE) for hr in hrs]
-        fp32_model = load_upscaler(MODELS["x4"], SCALE, device="cpu")
-        fp32 = [fp32_model(lr) for lr in lrs]
-        references = x86_references(artifacts, models, lrs, hrs, fp32, work)
-        shutil.copy2(RUNNER, work / "runner.py")
-        x86 = run_jobs(on_this_machine(cfg.timeout), work, X86,
-                       jobs_for(X86, artifacts, len(lrs), str(work)) + probe_jobs(X86, probes, str(work)), cfg.threads)
-        failed = {job: error for job, (_, error) in x86.items() if error}
-        if failed:
-            raise ElsrError(f"the runner fails on this machine: {next(iter(failed))}: {next(iter(failed.values()))}",
-                            fix="check that onnxruntime and ai-edge-litert import here")
-        timings["x86_s"] = round(time.perf_counter() - mark, 1)
         sandbox = Sandbox(qemu.path, root, site, work, fake_cpuinfo=not qemu.emulates_cpuinfo)
-        mark = time.perf_counter()
-        results: list[Result] = []
-        probe_records: list[dict] = []
-
-        def one(core: str) -> tuple[list[Result], list[dict]]:
-            core_started = time.perf_counter()
-            jobs = jobs_for(core, artifacts, len(lrs)) + probe_jobs(slug(core), probes, WORK_IN_ROOT)
-            outcome = run_jobs(in_sandbox(sandbox, core, cfg.timeout), work, core, jobs, cfg.threads)
-            found = compare_core(core, artifacts, references, outcome, hrs, fp32, work, sme[core]["status"] != WRONG)
-            emit(f"{core}: {len(outcome)} runs in {time.perf_counter() - core_started:.0f} s")
-            return found, compare_probes(work, core, slug(core), X86, probes, outcome)
-
-        order = sorted(cfg.cores, key=emulation_cost, reverse=True)   # the slowest first: balanced workers
-        with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-            by_core = dict(zip(order, pool.map(one, order)))
-        for core in cfg.cores:
-            results += by_core[core][0]
-            probe_records += by_core[core][1]
+        results, probe_records = run_emulated(cfg, artifacts, sandbox, x86, sme, emit)
         timings["emulation_s"] = round(time.perf_counter() - mark, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     passed, verdict = summary(results)
     timings["total_s"] = round(time.perf_counter() - started, 1)
-    pixels = sum(lr.shape[0] * lr.shape[1] for lr in lrs)
-    environment.update(images=f"{len(images)} images ({'scikit-image photos' if cfg.hr is None else cfg.hr}), "
-                              f"centre crops of at most {cfg.crop}x{cfg.crop} LR pixels, {pixels} LR pixels in all",
-                       threads=cfg.threads)
+    environment.update(images=x86.description, threads=cfg.threads)
     return {"passed": passed, "verdict": verdict, "cores": list(cfg.cores), "environment": environment,
             "sme_selfcheck": sme, "timings": timings, "records": [r.record() for r in results],
             **({"probes": probe_records} if cfg.probes else {})}

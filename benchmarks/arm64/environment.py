@@ -19,7 +19,6 @@ import hashlib
 import importlib.metadata
 import io
 import json
-import logging
 import os
 import re
 import shutil
@@ -35,14 +34,14 @@ from elsr.benchmarks.arm64.sandbox import MOUNT_POINTS
 from elsr.errors import ElsrError
 from elsr.io.files import write_bytes, write_text
 
-log = logging.getLogger(__name__)
 
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 FILESYSTEMS = Path("/proc/filesystems")
-# QEMU 10.1 and later emulate SME2 (QEMU_CPU=max); 7.2 (bookworm) computes SME's SMOPA wrongly (smecheck).
+# QEMU 11.1 (trixie-backports) emulates SME2 on QEMU_CPU=max; 10.0 (bookworm-backports) SME only; 7.2 (bookworm)
+# computes SME's SMOPA wrongly (smecheck).
 QEMU_SUITE = "trixie-backports"
-QEMU_PACKAGES = (("qemu-user-static", "usr/bin/qemu-aarch64-static"),   # QEMU before 9: the static build
-                 ("qemu-user", "usr/bin/qemu-aarch64"))                 # QEMU 9 and later: static already
+QEMU_PACKAGES = (("qemu-user-static", "usr/bin/qemu-aarch64-static"),   # older Debian QEMU: the static build
+                 ("qemu-user", "usr/bin/qemu-aarch64"))                 # newer: static already (the other transitional)
 ROOT_PACKAGES = ("python3", "libstdc++6")
 HOST_TOOLS = {"mmdebstrap": "mmdebstrap", "dpkg-deb": "dpkg", "apt-get": "apt", "unshare": "util-linux",
               "chroot": "coreutils", "bash": "bash"}
@@ -189,8 +188,11 @@ class PrivateApt:
         return [arg for key, value in settings.items() for arg in ("-o", f"{key}={value}")]
 
     def update(self) -> None:
-        run(["apt-get", *self.options(), "update", "-q"], f"apt-get update of {self.mirror.uri} {self.suite}",
-            NETWORK_FIX)
+        what = f"apt-get update of {self.mirror.uri} {self.suite}"
+        done = run(["apt-get", *self.options(), "update", "-q"], what, NETWORK_FIX)
+        if not any((self.folder / "lists").glob("*_Packages*")):   # apt-get update exits 0 when a fetch fails
+            failed = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith(("W:", "E:", "Err"))]
+            raise ElsrError(f"{what} failed: {failed[0] if failed else 'no package list'}", fix=NETWORK_FIX)
 
     def candidate(self, package: str) -> str | None:
         done = run(["apt-cache", *self.options(), "policy", package], f"apt-cache policy {package}", NETWORK_FIX)

@@ -47,20 +47,20 @@ os.execvp(sys.argv[3], sys.argv[3:])
 """
 
 # Run by bash inside the namespaces: binfmt_misc, the root's mounts, then the command in the root.
-SCRIPT = r"""
+SCRIPT = rf"""
 set -eu
 qemu=$1 root=$2 site=$3 work=$4 cpuinfo=$5 magic=$6 mask=$7
 shift 7
-mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || exit 97
-printf '%s' ":elsr-aarch64:M::$magic:$mask:$qemu:F" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || exit 98
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || exit {NO_BINFMT}
+printf '%s' ":elsr-aarch64:M::$magic:$mask:$qemu:F" > /proc/sys/fs/binfmt_misc/register 2>/dev/null || exit {NO_REGISTER}
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs tmpfs "$root/tmp"
-mount --bind "$site" "$root/opt/elsr/site"
-mount --bind "$work" "$root/work"
+mount --bind "$site" "$root{SITE_IN_ROOT}"
+mount --bind "$work" "$root{WORK_IN_ROOT}"
 if [ -n "$cpuinfo" ]; then mount --bind "$cpuinfo" "$root/proc/cpuinfo"; fi
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8 PYTHONPATH=/opt/elsr/site QEMU_CPU="$QEMU_CPU" \
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8 PYTHONPATH={SITE_IN_ROOT} QEMU_CPU="$QEMU_CPU" \
     chroot "$root" "$@"
 """
 

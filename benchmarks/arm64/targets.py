@@ -26,8 +26,8 @@ CORES: tuple[Core, ...] = (
     Core("neoverse-n1", False, "Arm's server core (AWS Graviton2), a Cortex-A76 derivative: reported"),
     Core("cortex-a710", True, "Armv9.0-A with SVE2, i8mm and bf16: the big cores of Dimensity 9000 / Snapdragon 8 Gen 1"),
     Core("max,sme=off", True, "every Armv9 feature QEMU emulates except SME: the newest cores without SME"),
-    Core("max", True, "every feature QEMU emulates, SME2 included (QEMU 10.1 or later; SME only before): the "
-                      "2025 flagships' cores"),
+    Core("max", True, "every feature QEMU emulates: SME2 with QEMU 11.1 (SME only with 10.0): the 2025 "
+                      "flagships' cores"),
 )
 DEFAULT_CORES = tuple(core.name for core in CORES)
 
