@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -345,30 +346,66 @@ def fp32_tflite(model: ELSR, fixed_shape=None, io: str = "float", metadata: dict
     return b.finish([lr], [sr], _metadata("fp32", scale, io, fixed_shape, metadata))
 
 
+def _int8_convs(params: QuantParams) -> dict:
+    """The QAT convs, the tail's output channels in DEPTH_TO_SPACE's (DCR) order."""
+    return {**params.convs, "tail": params.convs["tail"].reordered(dcr_order(params.config.scale))}
+
+
+def _int8_feature(b: _Builder, params: QuantParams, name: str, channels: int) -> int:
+    """An int8 feature map with the QAT range of ``name`` (our uint8 zero point shifted by 128)."""
+    q_scale, zero_point = params.activations[name]
+    return b.activation(name, channels, b.s.TensorType.INT8, 1, np.float32(q_scale), zero_point - INT8_SHIFT)
+
+
+def _int8_conv(b: _Builder, convs: dict, name: str, x: int, out: int) -> int:
+    p = convs[name]
+    return b.conv(x, name, p.weight, p.bias, out, weight_scale=p.weight_scale, bias_scale=p.bias_scale)
+
+
 def int8_tflite(params: QuantParams, fixed_shape=None, io: str = "float", metadata: dict | None = None) -> bytes:
     """The INT8 TFLite flatbuffer of a QAT result: our weights, biases and ranges, unchanged (NHWC)."""
     b = _Builder(*_shape(fixed_shape))
-    i8 = b.s.TensorType.INT8
-    scale, act = params.config.scale, params.activations
-    convs = {**params.convs, "tail": params.convs["tail"].reordered(dcr_order(scale))}
-
-    def feature(name: str, channels: int) -> int:
-        q_scale, zero_point = act[name]
-        return b.activation(name, channels, i8, 1, np.float32(q_scale), zero_point - INT8_SHIFT)
-
+    scale, convs = params.config.scale, _int8_convs(params)
     c = params.convs["head"].weight.shape[0]
     lr, x = _io(b, True, io)
-    conv = {n: (p.weight, p.bias) for n, p in convs.items()}
-    qargs = {n: dict(weight_scale=p.weight_scale, bias_scale=p.bias_scale) for n, p in convs.items()}
-    head = b.conv(x, "head", *conv["head"], feature("head", c), **qargs["head"])
-    c1 = b.conv(head, "body_conv1", *conv["body_conv1"], feature("body_conv1", c), **qargs["body_conv1"])
-    a = b.activation_fn(c1, params.slope, feature("body_act", c), quantized=True)
-    c2 = b.conv(a, "body_conv2", *conv["body_conv2"], feature("body_conv2", c), **qargs["body_conv2"])
-    added = b.add(head, c2, feature("add", c), quantized=True)
-    t = b.conv(added, "tail", *conv["tail"], feature("tail", 3 * scale * scale), **qargs["tail"])
+    head = _int8_conv(b, convs, "head", x, _int8_feature(b, params, "head", c))
+    c1 = _int8_conv(b, convs, "body_conv1", head, _int8_feature(b, params, "body_conv1", c))
+    a = b.activation_fn(c1, params.slope, _int8_feature(b, params, "body_act", c), quantized=True)
+    c2 = _int8_conv(b, convs, "body_conv2", a, _int8_feature(b, params, "body_conv2", c))
+    added = b.add(head, c2, _int8_feature(b, params, "add", c), quantized=True)
+    t = _int8_conv(b, convs, "tail", added, _int8_feature(b, params, "tail", 3 * scale * scale))
     d2s = b.depth_to_space(t, scale, _pixels(b, _output_name(True, io), "int8", scale), quantized=True)
     sr = _output(b, d2s, scale, True, io)
     return b.finish([lr], [sr], _metadata("int8", scale, io, fixed_shape, metadata))
+
+
+def int8_operator_graphs(params: QuantParams) -> dict[str, bytes]:
+    """Each operator of the INT8 graph alone, with the same QAT weights, biases and ranges, int8 tensors in and out
+    (dynamic height and width): to find which kernel of a runtime gives another output (the ARM64 check's --probes).
+
+    Keys: conv_head, conv_body1, conv_body2, conv_tail, leaky_relu, add, depth_to_space.
+    """
+    convs = _int8_convs(params)
+    c, scale = params.convs["head"].weight.shape[0], params.config.scale
+    channels = {"input": 3, "head": c, "body_conv1": c, "body_act": c, "body_conv2": c, "add": c, "tail": 3 * scale ** 2}
+    graphs = {}
+
+    def graph(name: str, sources: list[str], build: Callable[[_Builder, list[int]], int]) -> None:
+        b = _Builder(1, *DEFAULT_FRAME, True)
+        inputs = [_int8_feature(b, params, source, channels[source]) for source in sources]
+        graphs[name] = b.finish(inputs, [build(b, inputs)], {"probe": name, "precision": "int8"})
+
+    for name, source, layer in (("conv_head", "input", "head"), ("conv_body1", "head", "body_conv1"),
+                                ("conv_body2", "body_act", "body_conv2"), ("conv_tail", "add", "tail")):
+        graph(name, [source], lambda b, x, layer=layer: _int8_conv(b, convs, layer, x[0],
+                                                                    _int8_feature(b, params, layer, channels[layer])))
+    graph("leaky_relu", ["body_conv1"], lambda b, x: b.activation_fn(
+        x[0], params.slope, _int8_feature(b, params, "body_act", c), quantized=True))
+    graph("add", ["head", "body_conv2"], lambda b, x: b.add(x[0], x[1], _int8_feature(b, params, "add", c),
+                                                            quantized=True))
+    graph("depth_to_space", ["tail"], lambda b, x: b.depth_to_space(
+        x[0], scale, _pixels(b, "depth_to_space", "int8", scale), quantized=True))
+    return graphs
 
 
 def save_tflite(data: bytes, out: str | Path) -> Path:

@@ -9,7 +9,7 @@ import torch
 
 from elsr.errors import ElsrError
 from elsr.export.checks import check_artifact, validate
-from elsr.export.onnx_int8 import build_int8_model, qat_model_from_onnx
+from elsr.export.onnx_int8 import build_int8_model, load_int8_source, qat_model_from_onnx
 from elsr.export.request import ExportRequest
 from elsr.model.network import ELSR, ModelConfig, dcr_order
 from elsr.quant.fake_quant import QuantELSR
@@ -194,8 +194,11 @@ def test_load_upscaler_runs_tflite_and_checks_the_scale(tmp_path, rng):
     with pytest.raises(ElsrError, match="x3 model but x4 was asked"):
         load_upscaler(path, scale=4)
     (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer at all")
-    with pytest.raises(ElsrError, match="not a TFLite model"):
+    with pytest.raises(ElsrError, match="is a text file; a PyTorch checkpoint or an ONNX model"):
         load_upscaler(tmp_path / "bad.tflite")
+    (tmp_path / "junk.tflite").write_bytes(bytes(range(200, 256)) * 4)  # no kind we know: LiteRT's own check
+    with pytest.raises(ElsrError, match="not a TFLite model"):
+        load_upscaler(tmp_path / "junk.tflite")
 
 
 def _checkpoint(tmp_path: Path, model: ELSR) -> Path:
@@ -230,3 +233,34 @@ def test_bundled_int8_on_set5_within_budget(tmp_path, shared_data):
     onnx_int8 = validate(PRETRAINED / "elsr_x4_int8.onnx", model, shared_data / "Set5" / "HR")
     assert abs(ours["psnr_y"] - onnx_int8["psnr_y"]) <= 0.01, (ours, onnx_int8)
     assert -0.1 <= ours["delta_db"] <= 0.05 and ours["psnr_y_vs_fp32"] > 40, ours  # the issue's TFLite budget
+
+
+def test_operator_graphs_chained_give_the_int8_graph():
+    """The ARM64 check's probes are the INT8 graph's own operators: run one after another, they give its output."""
+    _, params, _ = load_int8_source(PRETRAINED / "elsr_x4_int8.onnx")
+    graphs = tflite.int8_operator_graphs(params)
+    assert list(graphs) == ["conv_head", "conv_body1", "conv_body2", "conv_tail", "leaky_relu", "add", "depth_to_space"]
+
+    def run(name: str, *xs: np.ndarray) -> np.ndarray:
+        interpreter = interpreter_class()(model_content=graphs[name])
+        details = interpreter.get_input_details()
+        for d, x in zip(details, xs):
+            interpreter.resize_tensor_input(d["index"], list(x.shape))
+        interpreter.allocate_tensors()
+        for d, x in zip(details, xs):
+            interpreter.set_tensor(d["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    lr = smooth_image(np.random.default_rng(4), 24, 20)
+    x = (lr.astype(np.int16) - 128).astype(np.int8)[None]          # the input on the int8 grid (scale 1/255)
+    head = run("conv_head", x)
+    body = run("conv_body2", run("leaky_relu", run("conv_body1", head)))
+    sr = run("depth_to_space", run("conv_tail", run("add", head, body)))
+    whole = interpreter_class()(model_content=tflite.int8_tflite(params, io="uint8"))
+    whole.resize_tensor_input(whole.get_input_details()[0]["index"], [1, 24, 20, 3])
+    whole.allocate_tensors()
+    whole.set_tensor(whole.get_input_details()[0]["index"], lr[None])
+    whole.invoke()
+    expected = whole.get_tensor(whole.get_output_details()[0]["index"])
+    assert np.array_equal((sr.astype(np.int16) + 128).astype(np.uint8), expected)
