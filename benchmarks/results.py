@@ -60,7 +60,7 @@ class BenchResult:
     settings: dict[str, Any]
     rows: list[Row]
     paper: dict[str, Any]
-    video: dict[str, Any] | None = None
+    video: list[dict[str, Any]] | None = None   # the video mode: one record per (row, encoder settings)
 
     def to_dict(self) -> dict[str, Any]:
         return {"machine": self.machine.to_dict(), "settings": self.settings, "paper": self.paper,

@@ -25,6 +25,12 @@ FILE_IDENTIFIER = b"TFL3"
 REEXPORT = "re-export it with 'elsr export --format tflite'"
 
 
+def _pixels(tensor: dict) -> bool:
+    """A uint8 tensor on the pixel grid (scale 1/255, zero point 0)."""
+    scale, zero_point = tensor["quantization"]
+    return np.dtype(tensor["dtype"]) == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6
+
+
 def litert_available() -> bool:
     return importlib.util.find_spec(LITERT_PACKAGE) is not None
 
@@ -99,9 +105,13 @@ class TfliteModel:
 
     @property
     def output_is_pixels(self) -> bool:
-        """True when the output is uint8 on the pixel grid (scale 1/255, zero point 0): plain RGB pixels."""
-        scale, zero_point = self.output["quantization"]
-        return np.dtype(self.output["dtype"]) == np.uint8 and zero_point == 0 and abs(scale * 255 - 1) < 1e-6
+        """True when the output is NHWC uint8 on the pixel grid (scale 1/255, zero point 0): plain RGB pixels."""
+        return self.nhwc and _pixels(self.output)
+
+    @property
+    def input_is_pixels(self) -> bool:
+        """True when the input is NHWC uint8 on the pixel grid: it takes plain RGB pixels."""
+        return self.nhwc and _pixels(self.input)
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 in [0, 1] -> the model's own input tensor (layout, dtype); resizes the model if needed."""
@@ -111,7 +121,10 @@ class TfliteModel:
             scale, zero_point = self.input["quantization"]
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
-        x = np.ascontiguousarray(x, dtype=dtype)
+        return self.fit(np.ascontiguousarray(x, dtype=dtype))
+
+    def fit(self, x: np.ndarray) -> np.ndarray:
+        """``x``, the model's own input tensor, after resizing the model to its shape if needed."""
         if self._shape != x.shape:
             self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
             self.interpreter.allocate_tensors()
@@ -163,9 +176,13 @@ class TfliteUpscaler(Upscaler):
         return self.model.to_float(y)
 
     def upscale_frame(self, lr: np.ndarray) -> np.ndarray:
-        y = self.forward(self.prepare(image_to_array(lr)))
-        if self.model.nhwc and y.dtype == np.uint8 and self.model.output_is_pixels:
-            return np.ascontiguousarray(y[0])  # uint8 I/O: the output already is the image
+        """A ``--uint8-io`` model takes the frame's pixels and gives the image's: no float conversion either way."""
+        if self.model.input_is_pixels:
+            y = self.forward(self.model.fit(np.ascontiguousarray(lr[None])))
+        else:
+            y = self.forward(self.prepare(image_to_array(lr)))
+        if self.model.output_is_pixels:
+            return np.ascontiguousarray(y[0])
         return array_to_image(self.fetch(y))
 
     def info(self) -> ModelInfo:
