@@ -96,8 +96,9 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10, pts_ms: li
     subtitles, a display rotation."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt) as out:
-        video = out.add_stream("libvpx-vp9" if path.suffix == ".webm" else "libx264", rate=Fraction(fps).limit_denominator(1000),
-                               options={"crf": "18"})
+        codec = "libvpx-vp9" if path.suffix == ".webm" else "libx264"
+        video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000),
+                               options={"crf": "18", "threads": "1"})   # one thread: the same bytes every time
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.time_base = video.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
@@ -143,3 +144,32 @@ def decoded_frames(path: Path) -> list[tuple[float, np.ndarray, int]]:
     with av.open(str(path)) as container:
         return [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24"), f.rotation)
                 for f in container.decode(video=0)]
+
+
+def damage(path: Path, how: str) -> Path:
+    """Break a video mid-file: 'truncated' cuts it off at 60%, 'corrupted' overwrites 2,000 bytes in its middle."""
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) * 6 // 10]
+    else:
+        middle = len(data) // 2
+        data[middle: middle + 2000] = np.random.default_rng(1).integers(0, 256, 2000, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def noise_clip(path: Path, count: int = 40) -> Path:
+    """A video of random 64x48 frames: big packets, so a damaged byte range hits frame data."""
+    rng = np.random.default_rng(0)
+    return write_clip(path, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(count)])
+
+
+def sound_only(path: Path) -> Path:
+    """A file holding one AAC audio stream and no video."""
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("aac", rate=48000, layout="mono")
+        block = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+        block.sample_rate, block.pts = 48000, 0
+        out.mux(sound.encode(block))
+        out.mux(sound.encode())
+    return path

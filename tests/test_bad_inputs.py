@@ -35,7 +35,8 @@ from onnx import TensorProto, helper
 from elsr.cli.main import main
 from elsr.model.checkpoint import read_checkpoint, save_checkpoint
 from elsr.model.network import ELSR, ModelConfig
-from tests.helpers import flat_frames, image_folder, smooth_image, tiny_schedule, write_clip, write_png, write_video
+from tests.helpers import (damage, flat_frames, image_folder, noise_clip, smooth_image, sound_only, tiny_schedule,
+                           write_clip, write_png, write_video)
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED_ONNX = REPO / "elsr" / "pretrained" / "elsr_x4.onnx"
@@ -128,37 +129,6 @@ def parent_is_a_file(t: Path) -> Path:
 
 def garbage_video(path: Path) -> Path:
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2048))
-    return path
-
-
-def noise_clip(path: Path, count: int = 40) -> Path:
-    """A video of random frames (big packets, so a damaged byte range hits frame data)."""
-    rng = np.random.default_rng(0)
-    return write_clip(path, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(count)])
-
-
-def damaged_video(path: Path, how: str) -> Path:
-    """An .mp4 whose middle is overwritten with noise, or an .mkv cut off at 60%: the stream breaks mid-file."""
-    data = bytearray(noise_clip(path).read_bytes())
-    if how == "truncated":
-        data = data[: len(data) * 6 // 10]
-    else:
-        middle = len(data) // 2
-        data[middle: middle + 2000] = np.random.default_rng(1).integers(0, 256, 2000, np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    return path
-
-
-def sound_only(path: Path) -> Path:
-    """An .mp4 holding one AAC audio stream and no video."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        sound = out.add_stream("aac", rate=48000, layout="mono")
-        block = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
-        block.sample_rate, block.pts = 48000, 0
-        out.mux(sound.encode(block))
-        out.mux(sound.encode())
     return path
 
 
@@ -631,12 +601,12 @@ def _(t, kit):
 
 @case("upscale-video-broken-mid-file", "clip.mp4", "video stream broken after frame", subprocess=True)
 def _(t, kit):
-    return upscale_argv(t, kit.x4, damaged_video(t / "clip.mp4", "corrupted"), t / "big.mp4")
+    return upscale_argv(t, kit.x4, damage(noise_clip(t / "clip.mp4"), "corrupted"), t / "big.mp4")
 
 
 @case("upscale-video-cut-off-mid-file", "clip.mkv", "video stream ends early", subprocess=True)
 def _(t, kit):
-    return upscale_argv(t, kit.x4, damaged_video(t / "clip.mkv", "truncated"), t / "big.mkv")
+    return upscale_argv(t, kit.x4, damage(noise_clip(t / "clip.mkv"), "truncated"), t / "big.mkv")
 
 
 @case("upscale-video-codec-the-container-cannot-hold", "big.webm", "cannot hold h264 video", "--codec av1 or vp9")

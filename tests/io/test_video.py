@@ -9,7 +9,7 @@ import pytest
 from elsr.errors import ElsrError
 from elsr.io.video import (CODECS, CONTAINERS, EncodeSettings, Frame, OutputVideo, VideoReader, to_yuv420p,
                            video_info, video_writer)
-from tests.helpers import decoded_frames, flat_frames, stream_packets, write_clip
+from tests.helpers import damage, decoded_frames, flat_frames, noise_clip, sound_only, stream_packets, write_clip
 
 VFR_MS = [0, 40, 80, 200, 240, 400, 433, 467]   # a variable frame rate: gaps and a 30 fps stretch
 
@@ -107,33 +107,14 @@ def test_audio_the_container_cannot_hold_is_refused_and_nothing_is_left(tmp_path
 
 
 def test_no_video_stream(tmp_path):
-    path = tmp_path / "sound.mp4"
-    with av.open(str(path), "w") as out:
-        sound = out.add_stream("aac", rate=48000, layout="mono")
-        block = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
-        block.sample_rate, block.pts = 48000, 0
-        out.mux(sound.encode(block))
-        out.mux(sound.encode())
     with pytest.raises(ElsrError, match="no video stream in this file .audio streams only"):
-        VideoReader(path)
-
-
-def broken(path: Path, how: str) -> Path:
-    data = bytearray(path.read_bytes())
-    if how == "truncated":
-        data = data[: len(data) * 6 // 10]
-    else:
-        middle = len(data) // 2
-        data[middle: middle + 2000] = np.random.default_rng(0).integers(0, 256, 2000, np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    return path
+        VideoReader(sound_only(tmp_path / "sound.mp4"))
 
 
 @pytest.mark.parametrize("suffix, how, problem", [(".mkv", "truncated", "ends early"),
                                                   (".mp4", "corrupted", "broken after frame")])
-def test_a_stream_that_breaks_mid_file(tmp_path, rng, suffix, how, problem):
-    frames = [np.ascontiguousarray(rng.integers(0, 256, (48, 64, 3), np.uint8)) for _ in range(40)]
-    path = broken(write_clip(tmp_path / f"clip{suffix}", frames, fmt=None), how)
+def test_a_stream_that_breaks_mid_file(tmp_path, suffix, how, problem):
+    path = damage(noise_clip(tmp_path / f"clip{suffix}"), how)
     with pytest.raises(ElsrError, match=problem):
         list(VideoReader(path).frames())
 
