@@ -5,7 +5,8 @@ super-resolve and encode overlapping in threads, audio copied) against the encod
 frames with the same settings, measured in alternation in one run, and splits the pipeline's time into
 decoding, super-resolution, encoding and waiting. :func:`make_clip` writes a test video from a frame folder
 (H.264 or another codec, a sine tone as AAC or Opus audio, optionally a subtitle track, the frames looped
-``loops`` times). :func:`upscale_memory` runs ``elsr upscale`` on clips of different lengths in child
+``loops`` times). :func:`compare_videos` says what an upscale kept of its source (frames, their times, copied
+streams byte for byte). :func:`upscale_memory` runs ``elsr upscale`` on clips of different lengths in child
 processes and reports each one's peak resident memory (``python -m elsr.benchmarks.video``).
 """
 
@@ -170,6 +171,46 @@ def _cue(stream, second: int) -> av.Packet:
     packet.pts = packet.dts = second * 1000
     packet.duration = 800
     return packet
+
+
+# ---------------------------------------------------------------- what an upscale kept
+
+
+def _streams(path: Path) -> dict:
+    """Per stream: kind, codec, and its packets (bytes, time, duration); the video's frame size, rate, frame times
+    (and where its last frame ends) and rotation; the file's duration."""
+    with av.open(str(path)) as container:
+        streams, video = list(container.streams), container.streams.video[0]
+        packets: dict[int, list] = {s.index: [] for s in streams}
+        frames = []
+        for packet in container.demux():
+            if packet.stream is video:
+                frames += packet.decode()
+            elif packet.size:
+                packets[packet.stream.index].append(
+                    (bytes(packet), packet.pts and packet.pts * packet.time_base, packet.duration))
+        times = [frame.time for frame in frames]
+        return {"duration_s": container.duration / av.time_base if container.duration else None,
+                "video": {"codec": video.codec_context.name, "size": f"{frames[0].width}x{frames[0].height}",
+                          "rate": str(video.average_rate), "frames": len(frames), "rotation": frames[0].rotation,
+                          "first_s": times[0], "last_s": times[-1],
+                          "end_s": times[-1] + float(frames[-1].duration * frames[-1].time_base)},
+                "others": [(s.type, s.codec_context.name if s.codec_context else s.codec.name, packets[s.index])
+                           for s in streams if s.type != "video"], "times": times}
+
+
+def compare_videos(source: Path, output: Path) -> dict:
+    """What ``output`` (an upscale of ``source``) kept: frame count, frame times, rate, duration, rotation, and
+    for every audio/subtitle stream whether its packets are byte for byte the source's."""
+    a, b = _streams(source), _streams(output)
+    copied = [{"stream": f"{kind} {codec}", "packets": len(packets), "output_packets": len(theirs),
+               "bytes_identical": [p[0] for p in packets] == [p[0] for p in theirs],
+               "times_identical": [p[1:] for p in packets] == [p[1:] for p in theirs]}
+              for (kind, codec, packets), (_, _, theirs) in zip(a["others"], b["others"])]
+    return {"source": {"file": str(source), "duration_s": a["duration_s"], **a["video"]},
+            "output": {"file": str(output), "duration_s": b["duration_s"], **b["video"]},
+            "frame_times_identical": a["times"] == b["times"],
+            "streams_in_source": len(a["others"]), "streams_in_output": len(b["others"]), "copied": copied}
 
 
 # ---------------------------------------------------------------- memory on long videos

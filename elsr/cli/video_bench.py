@@ -1,4 +1,5 @@
-"""``python -m elsr.benchmarks.video``: make test clips, and measure `elsr upscale`'s memory on long videos."""
+"""``python -m elsr.benchmarks.video``: make test clips, check what an upscale kept, measure `elsr upscale`'s
+memory on long videos."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from elsr.benchmarks.video import AUDIO_CODECS, ClipConfig, MemoryConfig, make_clip, upscale_memory
+from elsr.benchmarks.video import AUDIO_CODECS, ClipConfig, MemoryConfig, compare_videos, make_clip, upscale_memory
 from elsr.cli.command import common_options, run_command, setup_logging
 from elsr.cli.options import default
 from elsr.io.files import check_new_output, write_text
@@ -36,12 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     memory.add_argument("--loops", type=int, nargs="+", default=default(MemoryConfig, "loops"),
                         help="clip lengths, in loops of the frames (default: 1 10)")
     memory.add_argument("--json", type=Path, help="also write the results here")
+    check = sub.add_parser("check", help="what an upscaled video kept of its source: frames, times, copied streams")
+    check.add_argument("--input", type=Path, required=True, help="the source video")
+    check.add_argument("--output", type=Path, required=True, help="`elsr upscale`'s output of it")
     memory.add_argument("upscale_args", nargs=argparse.REMAINDER,
                         help="after --: more `elsr upscale` options (--model, --preset, ...)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "check":
+        print(json.dumps(compare_videos(args.input, args.output), indent=2, default=str))
+        return 0
     if args.what == "clip":
         check_new_output(args.out, args.overwrite)
         out = make_clip(ClipConfig(args.frames, args.out, args.fps, _audio(args.audio), args.subtitles, args.loops))

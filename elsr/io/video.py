@@ -214,6 +214,7 @@ class VideoReader:
                                 fix="give a file with a picture track, or a folder of frames")
             self.stream = self.container.streams.video[0]
             self.copied = [s for s in self.container.streams if s.type in COPIED_KINDS]
+            self.left_out = [s for s in self.container.streams if s is not self.stream and s not in self.copied]
             self._decoded = self._decode()
             self._head: list[av.VideoFrame | av.Packet] = []   # up to the first frame: packets before it, then it
             for item in self._decoded:
@@ -224,6 +225,10 @@ class VideoReader:
                 raise ElsrError("video has no readable frames (corrupt or unsupported codec)", path=self.path,
                                 fix=REENCODE_FIX)
             self.info = self._info(self._head[-1])
+        except av.FFmpegError as exc:
+            self.close()
+            raise ElsrError(f"cannot decode the first video frame: {_problem(exc)}", path=self.path,
+                            fix=REENCODE_FIX) from exc
         except BaseException:
             self.close()
             raise
@@ -341,7 +346,8 @@ class VideoWriter:
         rate = Fraction(spec.fps).limit_denominator(1001 * 1000)
         self.time_base = spec.time_base or 1 / rate
         try:
-            stream = container.add_stream(codec.encoder, rate=rate, options=codec.options(encoding.crf, encoding.preset))
+            options = codec.options(encoding.crf, encoding.preset)
+            stream = container.add_stream(codec.encoder, rate=rate, options=options)
         except (av.FFmpegError, ValueError) as exc:
             raise ElsrError(f"FFmpeg cannot encode {codec.name} here: {_problem(exc)}", path=path,
                             fix="choose another --codec") from exc
@@ -361,6 +367,9 @@ class VideoWriter:
 
     def _copy_from(self, source: VideoReader, path: Path) -> None:
         info = source.info
+        if source.left_out:
+            left = ", ".join(f"stream #{s.index} ({s.type})" for s in source.left_out)
+            log.info("%s: not copied (only the first video stream is upscaled): %s", source.path, left)
         if info.display_matrix is not None:
             self.stream.set_display_matrix(info.display_matrix)
         _copy_metadata(source.container.metadata, self.output.metadata)

@@ -1,5 +1,7 @@
 """Video mode: `elsr upscale`'s pipeline against the encoder alone on a few generated frames; test clips; memory."""
 
+import json
+
 import av
 import pytest
 
@@ -46,3 +48,22 @@ def test_memory_runs_elsr_upscale_on_clips_of_each_length(models):
                                           upscale_args=["--model", str(models.int8), "--preset", "ultrafast"]))
     assert [(r["loops"], r["frames"], r["exit_code"]) for r in results] == [(1, 5, 0), (2, 10, 0)]
     assert all(r["peak_rss_mb"] > 50 for r in results)
+
+
+def test_command_line_clip_then_check_what_an_upscale_kept(models, tmp_path, capsys):
+    from elsr.cli.main import main as elsr
+    from elsr.cli.video_bench import main
+
+    clip, big = tmp_path / "clip.mkv", tmp_path / "big.mkv"
+    frames = ["--frames", str(models.frames), "--fps", "10"]
+    assert main(["clip", *frames, "--out", str(clip), "--audio", "opus", "--subtitles"]) == 0
+    assert main(["clip", *frames, "--out", str(clip)]) == 2 and "output exists" in capsys.readouterr().err
+    assert elsr(["upscale", "-q", "--model", str(models.int8), "--input", str(clip), "--output", str(big),
+                 "--preset", "ultrafast", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["check", "--input", str(clip), "--output", str(big)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frame_times_identical"] and report["output"]["size"] == "128x96"
+    assert report["output"]["frames"] == report["source"]["frames"] == 5
+    assert [(c["stream"], c["bytes_identical"], c["times_identical"]) for c in report["copied"]] == [
+        ("audio opus", True, True), ("subtitle srt", True, True)]
