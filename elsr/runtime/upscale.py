@@ -11,8 +11,10 @@ model side by side.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -174,15 +176,17 @@ class Renderer:
 
 @dataclass
 class Written:
-    """What a run wrote: files, frames and where the time went."""
+    """What a run wrote: files, frames, seconds (from the first frame read to the file complete) and where the
+    time went."""
 
     files: list[Path]
     frames: int
+    seconds: float
     stats: PipelineStats
 
     @property
     def fps(self) -> float:
-        return self.frames / self.stats.wall_s if self.stats.wall_s > 0 else 0.0
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 def upscale_stream(source: Source, renderer: Renderer, sink: VideoWriter | Callable[[int], Path],
@@ -263,33 +267,31 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
     kind = check_paths(cfg)
     if kind == "video":
         cfg.encode.resolve(cfg.output)  # a codec the container cannot hold: refused before any work
-    model = cfg.model or default_model(kind == "video" or is_video(cfg.input))
-    upscaler = load_upscaler(model, device=cfg.device, threads=cfg.threads)
-    renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
-    source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
-    log.info("upscale: %s with %s", cfg.input, model)
-    bar = tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
-               disable=None if cfg.progress and source.count != 1 else True)
-    try:
-        with upscaler.active():
-            if kind == "video":
-                stats = upscale_video(source, renderer, cfg.output, cfg.encode, cfg.fps, bar.update)
-                files = [cfg.output]
-            else:
-                files = []
+    files: list[Path] = []
 
-                def target(index: int) -> Path:
-                    files.append(cfg.output if kind == "image" else cfg.output / source.name(index))
-                    return files[-1]
+    def target(index: int) -> Path:
+        files.append(cfg.output if kind == "image" else cfg.output / source.name(index))
+        return files[-1]
 
-                stats = upscale_stream(source, renderer, target, bar.update)
-    finally:
-        frames = bar.n
-        bar.close()
-        source.close()
-        upscaler.close()
-    written = Written(files, frames, stats)
-    if frames > 1:
-        print(f"{frames} frames in {stats.wall_s:.1f} s ({written.fps:.1f} fps)")
+    with contextlib.ExitStack() as stack:
+        source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
+        stack.callback(source.close)
+        model = cfg.model or default_model(kind == "video" or is_video(cfg.input))
+        upscaler = load_upscaler(model, device=cfg.device, threads=cfg.threads)
+        stack.callback(upscaler.close)
+        renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
+        log.info("upscale: %s with %s", cfg.input, model)
+        bar = stack.enter_context(tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
+                                       disable=None if cfg.progress and source.count != 1 else True))
+        stack.enter_context(upscaler.active())
+        started = time.perf_counter()
+        if kind == "video":
+            stats = upscale_video(source, renderer, cfg.output, cfg.encode, cfg.fps, bar.update)
+            files.append(cfg.output)
+        else:
+            stats = upscale_stream(source, renderer, target, bar.update)
+        written = Written(files, bar.n, time.perf_counter() - started, stats)
+    if written.frames > 1:
+        print(f"{written.frames} frames in {written.seconds:.1f} s ({written.fps:.1f} fps)")
         log.info("time per stage: %s", stats.split())
     return written
