@@ -66,6 +66,8 @@ VIDEO_COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
     ("end to end / encoder", lambda v: _num(".0%")(v["end_to_end_vs_encoder"])),
     ("x30fps", lambda v: _num(".2f")(v["end_to_end_fps"] / 30)),
     ("SR alone fps", lambda v: _num(".1f")(v["sr_fps"])),
+    ("CPU ms/frame: end to end / encoder / SR", lambda v: "{:.1f} / {:.1f} / {:.1f}".format(
+        v["end_to_end_cpu_ms"], v["encoder_cpu_ms"], v["sr_cpu_ms"])),
     ("decode ms", _split("decode")),
     ("SR + yuv ms", _split("super-resolve")),
     ("encode ms", _split("encode")),
@@ -104,6 +106,9 @@ def video_lines(video: list[dict] | None) -> list[str]:
             "the model on uint8 frames and the RGB -> yuv420p conversion; 'encode': the encoder and muxer calls) "
             "and, for the encoder, the time it waited for frames: near 0 when the encoder sets the pace. "
             "'SR alone': the model on uint8 frames in and out, frame after frame, without the conversion.",
+            "- CPU ms/frame: the process's CPU time (every thread) per frame, medians: what the work costs whatever "
+            "else runs on the machine. With c free cores the pipeline can reach at most c x 1000 / (end-to-end CPU ms) "
+            "fps; when that is far above the measured fps, other processes held the cores.",
             *lines]
 
 

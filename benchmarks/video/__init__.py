@@ -12,6 +12,7 @@ processes and reports each one's peak resident memory (``python -m elsr.benchmar
 
 from __future__ import annotations
 
+import resource
 import statistics
 import sys
 import tempfile
@@ -39,25 +40,36 @@ AUDIO_CODECS = {"aac": "aac", "opus": "libopus"}
 FRAME_MS = ("decode", "super-resolve", "encode")
 
 
-def _timed_encode(frames: list[av.VideoFrame], spec: OutputVideo, settings: EncodeSettings, path: Path) -> float:
-    """Seconds to encode ``frames`` (already yuv420p) and write them to ``path``: the encoder alone."""
-    started = time.perf_counter()
+@dataclass
+class Timed:
+    seconds: float          # wall time
+    cpu_seconds: float      # CPU time of the whole process, every thread: what the work costs, whatever else runs
+    stats: PipelineStats | None = None
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_encode(frames: list[av.VideoFrame], spec: OutputVideo, settings: EncodeSettings, path: Path) -> Timed:
+    """Encoding ``frames`` (already yuv420p) and writing them to ``path``: the encoder alone."""
+    started, cpu = time.perf_counter(), _cpu_seconds()
     with video_writer(path, spec, settings) as writer:
         for frame in frames:
             writer.write(frame)
-    return time.perf_counter() - started
+    return Timed(time.perf_counter() - started, _cpu_seconds() - cpu)
 
 
-def _timed_pipeline(source: Path, renderer: Renderer, settings: EncodeSettings, limit: int,
-                    path: Path) -> tuple[float, PipelineStats]:
-    """Seconds for `elsr upscale`'s video path end to end (opening, decoding, super-resolving, encoding, flushing)."""
-    started = time.perf_counter()
+def _timed_pipeline(source: Path, renderer: Renderer, settings: EncodeSettings, limit: int, path: Path) -> Timed:
+    """`elsr upscale`'s video path end to end (opening, decoding, super-resolving, encoding, flushing)."""
+    started, cpu = time.perf_counter(), _cpu_seconds()
     opened = open_source(source, convert=True, copy_streams=True, same_size=True, limit=limit)
     try:
         stats = upscale_video(opened, renderer, path, settings)
     finally:
         opened.close()
-    return time.perf_counter() - started, stats
+    return Timed(time.perf_counter() - started, _cpu_seconds() - cpu, stats)
 
 
 def run_video(source: Path, runner: Upscaler, settings: EncodeSettings = EncodeSettings(), limit: int = 0,
@@ -78,9 +90,9 @@ def run_video(source: Path, runner: Upscaler, settings: EncodeSettings = EncodeS
         raise ElsrError("no frames decoded", path=source)
     for _ in range(WARMUP_CALLS):  # untimed: lazy initialisation, torch.compile for this frame size
         renderer.frame(lr[0].rgb)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     sr = [renderer.frame(frame.rgb) for frame in lr]
-    sr_s = time.perf_counter() - started
+    sr_s, sr_cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     started = time.perf_counter()
     encoded = [to_yuv420p(image, frame.pts, frame.duration) for image, frame in zip(sr, lr)]
     convert_s = time.perf_counter() - started
@@ -94,20 +106,23 @@ def run_video(source: Path, runner: Upscaler, settings: EncodeSettings = EncodeS
             encoder_runs.append(_timed_encode(encoded, spec, settings, alone))
             pipeline_runs.append(_timed_pipeline(source, renderer, settings, limit, piped))
         size = piped.stat().st_size
-    seconds, stats = sorted(pipeline_runs, key=lambda run: run[0])[len(pipeline_runs) // 2]
-    frames = len(lr)
+    median = sorted(pipeline_runs, key=lambda run: run.seconds)[len(pipeline_runs) // 2]
+    stats, frames = median.stats, len(lr)
     encoding = settings.resolve(piped)
     per_frame = {f"{s.name}_ms": 1000 * s.busy_s / frames for s in stats.stages}
     per_frame.update({f"{s.name}_wait_ms": 1000 * s.wait_s / frames for s in stats.stages})
-    per_frame["open_flush_ms"] = 1000 * (seconds - stats.wall_s) / frames
-    e2e, encoder = frames / seconds, frames / statistics.median(encoder_runs)
+    per_frame["open_flush_ms"] = 1000 * (median.seconds - stats.wall_s) / frames
+    e2e, encoder = frames / median.seconds, frames / statistics.median(run.seconds for run in encoder_runs)
     return {"source": str(source), "frames": frames, "scale": renderer.scale,
             "input_size": f"{lr[0].rgb.shape[1]}x{lr[0].rgb.shape[0]}", "output_size": f"{width}x{height}",
             "container": encoding.container.suffix, "codec": encoding.codec.name, "encoder": encoding.codec.encoder, "preset": encoding.preset,
             "crf": encoding.crf, "encoder_threads": encoding.threads, "copied_streams": copied,
             "output_bytes": size, "rounds": rounds, "end_to_end_fps": e2e, "encoder_fps": encoder,
-            "end_to_end_vs_encoder": e2e / encoder, "end_to_end_fps_runs": [frames / s for s, _ in pipeline_runs],
-            "encoder_fps_runs": [frames / s for s in encoder_runs], "sr_fps": frames / sr_s,
+            "end_to_end_vs_encoder": e2e / encoder, "end_to_end_fps_runs": [frames / r.seconds for r in pipeline_runs],
+            "encoder_fps_runs": [frames / r.seconds for r in encoder_runs], "sr_fps": frames / sr_s,
+            "end_to_end_cpu_ms": 1000 * statistics.median(r.cpu_seconds for r in pipeline_runs) / frames,
+            "encoder_cpu_ms": 1000 * statistics.median(r.cpu_seconds for r in encoder_runs) / frames,
+            "sr_cpu_ms": 1000 * sr_cpu / frames,
             "convert_ms": 1000 * convert_s / frames, "split_ms_per_frame": per_frame, "queue_depth": stats.depth,
             "peak_queued": stats.peak_queued}
 
