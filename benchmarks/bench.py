@@ -21,6 +21,7 @@ from elsr.data.metrics import METRIC_KEYS
 from elsr.errors import ElsrError
 from elsr.model.network import macs_per_frame
 from elsr.runtime.base import ModelInfo, Upscaler
+from elsr.runtime.upscale import video_model_threads
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +120,20 @@ def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
 
 def pick_video_rows(plans: list[RowPlan], rows: list[Row], patterns: list[str]) -> list[tuple[RowPlan, Row]]:
     """The rows the video mode runs: every ok one matching ``patterns`` (row names or backend names, globs);
-    by default the fastest ok row of each backend at its largest thread count."""
+    by default one per backend: its row at the thread count `elsr upscale` gives a model beside the encoder
+    (video_model_threads), else its fastest."""
     ok = [(plan, row) for plan, row in zip(plans, rows) if row.ok and plan.backend is not None]
     if patterns:
         return [(p, r) for p, r in ok if any(fnmatch.fnmatchcase(r.name, pattern)
                                              or fnmatch.fnmatchcase(r.backend, pattern) for pattern in patterns)]
+    threads = video_model_threads()
+
+    def rank(row: Row) -> tuple[bool, float]:
+        return row.threads == threads, -(row.median_ms or float("inf"))
+
     best: dict[str, tuple[RowPlan, Row]] = {}
     for plan, row in ok:
-        held = best.get(row.backend)
-        rank = (row.threads or 0, -(row.median_ms or float("inf")))
-        if held is None or rank > (held[1].threads or 0, -(held[1].median_ms or float("inf"))):
+        if row.backend not in best or rank(row) > rank(best[row.backend][1]):
             best[row.backend] = (plan, row)
     return list(best.values())
 

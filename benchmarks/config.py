@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from elsr.errors import ElsrError
 from elsr.io.images import list_images
 from elsr.io.video import EncodeSettings
+from elsr.model.devices import usable_cores
 from elsr.model.network import DEFAULT_FRAME
 
 DEFAULT_RUNS = 30
 DEFAULT_WARMUP = 10
 VIDEO_OUTPUT = "video.mp4"   # what the video mode writes (in a temporary folder)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def default_threads() -> list[int]:

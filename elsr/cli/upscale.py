@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-threads", type=int, default=default(EncodeSettings, "threads"), dest="threads_enc", metavar="N",
                         help="video encoder threads (default: 0, the encoder's own choice)")
     parser.add_argument("--threads", type=int, default=default(UpscaleConfig, "threads"), metavar="N",
-                        help="the model's threads (default: 0, its runtime's own choice)")
+                        help="the model's threads (default: for a video a quarter of the cores, at least 1, as the "
+                             "encoder needs the rest; for images its runtime's own choice; 0: that choice always)")
     parser.add_argument("--compare", action="store_true", help="write bicubic and the model side by side")
     parser.add_argument("--tile", type=int, default=default(UpscaleConfig, "tile"),
                         help="LR tile side for large images (default: chosen from --max-memory; 0: never tile)")

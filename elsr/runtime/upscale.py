@@ -29,6 +29,7 @@ from elsr.io.images import IMAGE_SUFFIXES, check_min_size, list_images, probe_im
 from elsr.io.pngstream import png_writer
 from elsr.io.video import (CONTAINERS, DEFAULT_FPS, WRITABLE, EncodeSettings, Frame, OutputVideo,
                            VideoReader, VideoWriter, container_for, is_video, to_yuv420p, video_writer)
+from elsr.model.devices import usable_cores
 from elsr.model.network import MIN_LR_SIDE
 from elsr.pretrained import VIDEO_MODELS, pretrained
 from elsr.runtime.base import Upscaler, require_upscaling
@@ -55,7 +56,7 @@ class UpscaleConfig:
     max_memory_mb: float = 1024
     fps: float = DEFAULT_FPS    # for videos made from frame folders
     encode: EncodeSettings = field(default_factory=EncodeSettings)
-    threads: int = 0            # the model's threads; 0: its runtime's default
+    threads: int | None = None  # the model's threads; None: video_model_threads() for a video, else the runtime's
     progress: bool = True
 
 
@@ -243,6 +244,13 @@ def save_bands(path: Path, bands, width: int, height: int) -> None:
             write(band)
 
 
+def video_model_threads() -> int:
+    """The model's threads beside a video encoder: a quarter of the cores, at least one. The encoder takes the
+    rest, and a runtime's idle threads spin: onnxruntime with 2 threads beside libx264 on 2 cores cost 60 CPU ms
+    a frame end to end against 41 with 1 thread, and ran at 17 against 24 fps (`elsr bench --video`)."""
+    return max(1, usable_cores() // 4)
+
+
 def default_model(video_job: bool) -> Path:
     """The bundled x4 INT8 model; for a video, the fastest of VIDEO_MODELS that is bundled and runs here."""
     return fastest_bundled(VIDEO_MODELS) if video_job else pretrained()
@@ -276,21 +284,29 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
     with contextlib.ExitStack() as stack:
         source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
         stack.callback(source.close)
-        model = cfg.model or default_model(kind == "video" or is_video(cfg.input))
-        upscaler = load_upscaler(model, device=cfg.device, threads=cfg.threads)
+        video_job = kind == "video" or is_video(cfg.input)
+        model = cfg.model or default_model(video_job)
+        threads = cfg.threads if cfg.threads is not None else video_model_threads() if video_job else 0
+        upscaler = load_upscaler(model, device=cfg.device, threads=threads)
         stack.callback(upscaler.close)
         renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
         log.info("upscale: %s with %s", cfg.input, model)
         bar = stack.enter_context(tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
                                        disable=None if cfg.progress and source.count != 1 else True))
         stack.enter_context(upscaler.active())
+        done = [0]
+
+        def progress() -> None:
+            done[0] += 1
+            bar.update()
+
         started = time.perf_counter()
         if kind == "video":
-            stats = upscale_video(source, renderer, cfg.output, cfg.encode, cfg.fps, bar.update)
+            stats = upscale_video(source, renderer, cfg.output, cfg.encode, cfg.fps, progress)
             files.append(cfg.output)
         else:
-            stats = upscale_stream(source, renderer, target, bar.update)
-        written = Written(files, bar.n, time.perf_counter() - started, stats)
+            stats = upscale_stream(source, renderer, target, progress)
+        written = Written(files, done[0], time.perf_counter() - started, stats)
     if written.frames > 1:
         print(f"{written.frames} frames in {written.seconds:.1f} s ({written.fps:.1f} fps)")
         log.info("time per stage: %s", stats.split())

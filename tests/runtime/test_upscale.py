@@ -49,7 +49,7 @@ def test_video_to_video_to_frames_and_back(tmp_path, rng):
 
 
 @pytest.mark.parametrize("suffix, audio", [(".mp4", "aac"), (".mkv", "libopus")])
-def test_video_keeps_audio_timestamps_and_frame_order(tmp_path, suffix, audio):
+def test_video_keeps_audio_timestamps_and_frame_order(tmp_path, suffix, audio, capsys):
     """Frame i of the clip is grey level 16 + 8i, and the nearest-neighbour model keeps it: the output's frames,
     through the threaded pipeline, must come out in the same order at the same times; audio byte for byte."""
     save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(2))
@@ -64,6 +64,7 @@ def test_video_keeps_audio_timestamps_and_frame_order(tmp_path, suffix, audio):
     assert [t for t, _, _ in frames] == pytest.approx([ms / 1000 for ms in times], abs=1e-3)
     assert frames[0][1].shape == (48, 64, 3)
     assert stream_packets(out, "audio") == stream_packets(clip, "audio")
+    assert f"{len(times)} frames in " in capsys.readouterr().out   # the rate line, with the bar off too
 
 
 def test_output_that_is_the_input_is_refused(tmp_path, capsys):
