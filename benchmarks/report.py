@@ -85,7 +85,7 @@ def video_table(video: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def video_lines(video: list[dict] | None) -> list[str]:
+def video_lines(video: list[dict] | None, cores: int) -> list[str]:
     """The video table and what it means; rows that did not run, with their reason."""
     if not video:
         return []
@@ -109,6 +109,9 @@ def video_lines(video: list[dict] | None) -> list[str]:
             "- CPU ms/frame: the process's CPU time (every thread) per frame, medians: what the work costs whatever "
             "else runs on the machine. With c free cores the pipeline can reach at most c x 1000 / (end-to-end CPU ms) "
             "fps; when that is far above the measured fps, other processes held the cores.",
+            "- Load average (1 minute) from the first video run's start to the last one's end: {:.1f} to {:.1f}, on "
+            "{} usable cores: above the core count, other processes were waiting for the cores too.".format(
+                min(min(v["load_average"]) for v in ok), max(max(v["load_average"]) for v in ok), cores),
             *lines]
 
 
@@ -128,7 +131,8 @@ def notes(result: BenchResult) -> list[str]:
 
 
 def format_report(result: BenchResult) -> str:
-    return markdown_table(result.rows) + "\n\n" + "\n".join(notes(result) + video_lines(result.video)) + "\n"
+    lines = notes(result) + video_lines(result.video, result.machine.usable_cores)
+    return markdown_table(result.rows) + "\n\n" + "\n".join(lines) + "\n"
 
 
 def write_json(result: BenchResult, path: Path) -> None:
@@ -204,7 +208,7 @@ def video_section(result: BenchResult) -> str:
     """BENCHMARKS.md's video section, between markers, with the command that wrote it."""
     return "\n".join([
         VIDEO_BEGIN, "## Video: `elsr upscale` end to end", "",
-        f"Machine: {result.machine.line()}.", *video_lines(result.video), "",
+        f"Machine: {result.machine.line()}.", *video_lines(result.video, result.machine.usable_cores), "",
         "Written by:", "", "```bash", result.settings["command"] or "python -m elsr.benchmarks", "```", VIDEO_END, ""])
 
 

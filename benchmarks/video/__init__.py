@@ -12,6 +12,7 @@ processes and reports each one's peak resident memory (``python -m elsr.benchmar
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
@@ -78,6 +79,7 @@ def run_video(source: Path, runner: Upscaler, settings: EncodeSettings = EncodeS
     ``source``'s container where we write it, else .mp4, as `elsr upscale` would be asked to), the
     encoder's fps alone on the same super-resolved frames with the same settings, super-resolution alone, and
     where the pipeline's time went (ms per frame, the median end-to-end round)."""
+    load_before = os.getloadavg()[0]
     renderer = Renderer(runner)
     opened = open_source(source, convert=True, copy_streams=False, same_size=True, limit=limit)
     try:
@@ -124,7 +126,7 @@ def run_video(source: Path, runner: Upscaler, settings: EncodeSettings = EncodeS
             "encoder_cpu_ms": 1000 * statistics.median(r.cpu_seconds for r in encoder_runs) / frames,
             "sr_cpu_ms": 1000 * sr_cpu / frames,
             "convert_ms": 1000 * convert_s / frames, "split_ms_per_frame": per_frame, "queue_depth": stats.depth,
-            "peak_queued": stats.peak_queued}
+            "peak_queued": stats.peak_queued, "load_average": [load_before, os.getloadavg()[0]]}
 
 
 # ---------------------------------------------------------------- test clips
