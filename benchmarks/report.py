@@ -98,8 +98,8 @@ def video_lines(video: list[dict] | None, cores: int) -> list[str]:
     return ["", video_table(video), "",
             f"- Video: `elsr upscale`'s own pipeline (elsr.runtime.upscale.upscale_video) on {first['source']} "
             f"({first['frames']} frames{copied}) to {first['container']}: decoding, super-resolution (with the "
-            "conversion to yuv420p) and encoding in three threads with bounded queues. 'encoder alone': the same super-resolved frames, "
-            "already yuv420p, encoded with the same settings in one thread. Both timed "
+            "conversion to yuv420p) and encoding in three threads with bounded queues. 'encoder alone': the same "
+            "super-resolved frames, already yuv420p, encoded with the same settings in one thread. Both timed "
             f"{first['rounds']} times in alternation in this run (medians), each from opening the files to "
             "the encoder's last packet.",
             "- The split is the median end-to-end run's time per frame in each thread: its own work ('SR + yuv': "
