@@ -117,8 +117,8 @@ def run_video(source: Path, runner: Upscaler, settings: EncodeSettings = EncodeS
     e2e, encoder = frames / median.seconds, frames / statistics.median(run.seconds for run in encoder_runs)
     return {"source": str(source), "frames": frames, "scale": renderer.scale,
             "input_size": f"{lr[0].rgb.shape[1]}x{lr[0].rgb.shape[0]}", "output_size": f"{width}x{height}",
-            "container": encoding.container.suffix, "codec": encoding.codec.name, "encoder": encoding.codec.encoder, "preset": encoding.preset,
-            "crf": encoding.crf, "encoder_threads": encoding.threads, "copied_streams": copied,
+            "container": encoding.container.suffix, "codec": encoding.codec.name, "encoder": encoding.codec.encoder,
+            "preset": encoding.preset, "crf": encoding.crf, "encoder_threads": encoding.threads, "copied_streams": copied,
             "output_bytes": size, "rounds": rounds, "end_to_end_fps": e2e, "encoder_fps": encoder,
             "end_to_end_vs_encoder": e2e / encoder, "end_to_end_fps_runs": [frames / r.seconds for r in pipeline_runs],
             "encoder_fps_runs": [frames / r.seconds for r in encoder_runs], "sr_fps": frames / sr_s,

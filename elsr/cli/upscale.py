@@ -14,7 +14,8 @@ from elsr.runtime.upscale import UpscaleConfig, upscale_files
 
 def codecs_help() -> str:
     defaults = ", ".join(f"{c.suffix}: {c.codec}" for c in CONTAINERS.values())
-    return f"video codec: {', '.join(f'{c.name} ({c.encoder})' for c in CODECS.values())}; default by container: {defaults}"
+    codecs = ", ".join(f"{c.name} ({c.encoder})" for c in CODECS.values())
+    return f"video codec: {codecs}; default by container: {defaults}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="encoder speed preset (default: "
                              f"{', '.join(f'{c.name} {c.preset}' for c in CODECS.values())}; x264/x265: ultrafast ... "
                              "veryslow, AV1: 13 (fastest) ... 0, VP9: 8 (fastest) ... 0)")
-    parser.add_argument("--encoder-threads", type=int, default=default(EncodeSettings, "threads"), dest="threads_enc", metavar="N",
-                        help="video encoder threads (default: 0, the encoder's own choice)")
+    parser.add_argument("--encoder-threads", type=int, default=default(EncodeSettings, "threads"), dest="threads_enc",
+                        metavar="N", help="video encoder threads (default: 0, the encoder's own choice)")
     parser.add_argument("--threads", type=int, default=default(UpscaleConfig, "threads"), metavar="N",
                         help="the model's threads (default: for a video a quarter of the cores, at least 1, as the "
                              "encoder needs the rest; for images its runtime's own choice; 0: that choice always)")
