@@ -282,14 +282,14 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
         return files[-1]
 
     with contextlib.ExitStack() as stack:
-        source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
-        stack.callback(source.close)
         video_job = kind == "video" or is_video(cfg.input)
         model = cfg.model or default_model(video_job)
         threads = cfg.threads if cfg.threads is not None else video_model_threads() if video_job else 0
         upscaler = load_upscaler(model, device=cfg.device, threads=threads)
         stack.callback(upscaler.close)
         renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
+        source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
+        stack.callback(source.close)
         log.info("upscale: %s with %s", cfg.input, model)
         bar = stack.enter_context(tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
                                        disable=None if cfg.progress and source.count != 1 else True))
