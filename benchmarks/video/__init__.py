@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from elsr.benchmarks.large_image import run_limited
 from elsr.errors import ElsrError
 from elsr.io.images import list_images, read_image
 from elsr.io.video import CONTAINERS, EncodeSettings, OutputVideo, to_yuv420p, video_writer
@@ -196,23 +197,25 @@ def _cue(stream, second: int) -> av.Packet:
 
 def _streams(path: Path) -> dict:
     """Per stream: kind, codec, and its packets (bytes, time, duration); the video's frame size, rate, frame times
-    (and where its last frame ends) and rotation; the file's duration."""
+    (and where its last frame ends) and rotation; the file's duration. Frames are decoded one at a time."""
     with av.open(str(path)) as container:
         streams, video = list(container.streams), container.streams.video[0]
         packets: dict[int, list] = {s.index: [] for s in streams}
-        frames = []
+        times, first, end = [], None, 0.0
         for packet in container.demux():
-            if packet.stream is video:
-                frames += packet.decode()
-            elif packet.size:
-                packets[packet.stream.index].append(
-                    (bytes(packet), packet.pts and packet.pts * packet.time_base, packet.duration))
-        times = [frame.time for frame in frames]
+            if packet.stream is not video:
+                if packet.size:
+                    packets[packet.stream.index].append(
+                        (bytes(packet), packet.pts and packet.pts * packet.time_base, packet.duration))
+                continue
+            for frame in packet.decode():
+                first = first or frame
+                times.append(frame.time)
+                end = frame.time + float(frame.duration * frame.time_base)
         return {"duration_s": container.duration / av.time_base if container.duration else None,
-                "video": {"codec": video.codec_context.name, "size": f"{frames[0].width}x{frames[0].height}",
-                          "rate": str(video.average_rate), "frames": len(frames), "rotation": frames[0].rotation,
-                          "first_s": times[0], "last_s": times[-1],
-                          "end_s": times[-1] + float(frames[-1].duration * frames[-1].time_base)},
+                "video": {"codec": video.codec_context.name, "size": f"{first.width}x{first.height}",
+                          "rate": str(video.average_rate), "frames": len(times), "rotation": first.rotation,
+                          "first_s": times[0], "last_s": times[-1], "end_s": end},
                 "others": [(s.type, s.codec_context.name if s.codec_context else s.codec.name, packets[s.index])
                            for s in streams if s.type != "video"], "times": times}
 
@@ -246,8 +249,6 @@ class MemoryConfig:
 def upscale_memory(cfg: MemoryConfig) -> list[dict]:
     """For each ``loops``: a clip of the frames that many times over, `elsr upscale`d in a child process; its frame
     count, wall time and peak resident memory (the kernel's high-water mark, as /usr/bin/time -v reports it)."""
-    from elsr.benchmarks.large_image import run_limited
-
     results = []
     with tempfile.TemporaryDirectory(prefix="elsr-video-memory-") as tmp:
         for loops in cfg.loops:
