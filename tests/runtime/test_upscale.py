@@ -164,3 +164,18 @@ def test_the_default_model_for_videos_is_the_fastest_bundled_one(tmp_path, monke
     assert loaders.fastest_bundled(names) == fast
     litert(False)   # without the tflite extra: the next one
     assert loaders.fastest_bundled(names) == pretrained.MODELS[names[1]]
+
+
+@pytest.mark.parametrize("codec", ["hevc", "av1"])
+def test_encoders_print_nothing_of_their_own(tmp_path, codec):
+    """x265 and SVT-AV1 write banners to stderr themselves; the command keeps stderr for its own lines."""
+    import subprocess
+    import sys
+
+    save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(2))
+    clip = write_clip(tmp_path / "clip.mp4", flat_frames(3))
+    done = subprocess.run([sys.executable, "-m", "elsr", "upscale", "-q", "--no-progress", "--model",
+                           str(tmp_path / "nn.pt"), "--input", str(clip), "--output", str(tmp_path / "big.mkv"),
+                           "--codec", codec], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert [f.shape for _, f, _ in decoded_frames(tmp_path / "big.mkv")] == [(48, 64, 3)] * 3
