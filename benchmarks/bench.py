@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from elsr.benchmarks.backends import BACKENDS, Backend, RowPlan, plan_rows
-from elsr.benchmarks.config import BenchConfig
+from elsr.benchmarks.config import VIDEO_OUTPUT, BenchConfig
 from elsr.benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
 from elsr.benchmarks.paper import comparison, realtime_fraction
 from elsr.benchmarks.quality import QualityCache
@@ -22,6 +22,7 @@ from elsr.data.metrics import METRIC_KEYS
 from elsr.errors import ElsrError
 from elsr.model.network import macs_per_frame
 from elsr.runtime.base import ModelInfo, Upscaler
+from elsr.runtime.upscale import video_model_threads
 
 log = logging.getLogger(__name__)
 
@@ -118,41 +119,61 @@ def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
                notes=["MATLAB bicubic upscaling, the baseline of elsr eval; not timed"])
 
 
-def pick_video_row(plans: list[RowPlan], rows: list[Row], pattern: str | None) -> tuple[RowPlan, Row] | None:
-    """The row the video mode runs: the first ok one matching ``pattern``, else the first ok onnxruntime row."""
-    ok = [(plan, row) for plan, row in zip(plans, rows) if row.ok]
-    if pattern:
-        return next(((p, r) for p, r in ok if fnmatch.fnmatchcase(r.name, pattern)
-                     or fnmatch.fnmatchcase(r.backend, pattern)), None)
-    return next(((p, r) for p, r in ok if r.kind == "onnxruntime"), ok[0] if ok else None)
+def pick_video_rows(plans: list[RowPlan], rows: list[Row], patterns: list[str]) -> list[tuple[RowPlan, Row]]:
+    """The rows the video mode runs: every ok one matching ``patterns`` (row names or backend names, globs);
+    by default one per backend: its row at the thread count `elsr upscale` gives a model beside the encoder
+    (video_model_threads), else its fastest."""
+    ok = [(plan, row) for plan, row in zip(plans, rows) if row.ok and plan.backend is not None]
+    if patterns:
+        return [(p, r) for p, r in ok if any(fnmatch.fnmatchcase(r.name, pattern)
+                                             or fnmatch.fnmatchcase(r.backend, pattern) for pattern in patterns)]
+    threads = video_model_threads()
+
+    def rank(row: Row) -> tuple[bool, float]:
+        return row.threads == threads, -(row.median_ms or float("inf"))
+
+    best: dict[str, tuple[RowPlan, Row]] = {}
+    for plan, row in ok:
+        if row.backend not in best or rank(row) > rank(best[row.backend][1]):
+            best[row.backend] = (plan, row)
+    return list(best.values())
 
 
-def video_mode(cfg: BenchConfig, plans: list[RowPlan], rows: list[Row]) -> dict:
-    picked = pick_video_row(plans, rows, cfg.video_backend)
-    if picked is None:
-        wanted = f"matching --video-backend {cfg.video_backend!r}" if cfg.video_backend else "that ran ok"
-        return {"source": str(cfg.video), "status": f"skipped: no row {wanted}"}
-    plan, row = picked
-    head = {"source": str(cfg.video), "backend": row.name, "threads": row.threads, "precision": row.precision}
-    log.info("video: %s with %s (%s threads)", cfg.video, row.name, row.threads or "-")
-    try:
-        runner = plan.backend.build(plan.model, plan.threads)
-    except Exception as exc:  # noqa: BLE001
-        return {**head, "status": failure(exc)}
-    try:
-        with runner.active():
-            return {**head, "status": "ok", **run_video(cfg.video, runner, cfg.video_frames)}
-    except Exception as exc:  # noqa: BLE001
-        return {**head, "status": failure(exc)}
-    finally:
-        runner.close()
+def video_mode(cfg: BenchConfig, plans: list[RowPlan], rows: list[Row]) -> list[dict]:
+    """One record per (row, encoder settings): `elsr upscale`'s pipeline against the encoder alone."""
+    picked = pick_video_rows(plans, rows, cfg.video_backends)
+    if not picked:
+        wanted = f"matching --video-backend {' '.join(cfg.video_backends)}" if cfg.video_backends else "that ran ok"
+        return [{"source": str(cfg.video), "status": f"skipped: no row {wanted}"}]
+    records = []
+    for plan, row in picked:
+        head = {"source": str(cfg.video), "backend": row.name, "threads": row.threads, "precision": row.precision}
+        try:
+            runner = plan.backend.build(plan.model, plan.threads)
+        except Exception as exc:  # noqa: BLE001
+            records.append({**head, "status": failure(exc)})
+            continue
+        try:
+            with runner.active():
+                for settings in cfg.video_encode:
+                    log.info("video: %s with %s (%s threads), %s", cfg.video, row.name, row.threads or "-",
+                             settings.resolve(Path(VIDEO_OUTPUT)).describe())
+                    try:
+                        records.append({**head, "status": "ok", **run_video(cfg.video, runner, settings,
+                                                                            cfg.video_frames)})
+                    except Exception as exc:  # noqa: BLE001
+                        records.append({**head, "status": failure(exc)})
+        finally:
+            runner.close()
+    return records
 
 
 def settings(cfg: BenchConfig, memory_reset: bool) -> dict:
     return {"input_shape": "1x3x{}x{}".format(*cfg.size), "runs": cfg.runs, "warmup": cfg.warmup,
             "threads": cfg.threads, "backends": cfg.backends, "weights": str(cfg.weights) if cfg.weights else None,
             "models": [str(m) for m in cfg.models], "data": str(cfg.data) if cfg.data else None,
-            "video": str(cfg.video) if cfg.video else None, "command": cfg.command,
+            "video": str(cfg.video) if cfg.video else None, "video_frames": cfg.video_frames,
+            "command": cfg.command,
             "timing": "median/p90/min over the timed runs of one call on a pre-made input, after the warm-up; "
                       "CUDA rows: CUDA events",
             "memory": "process RSS high-water mark (VmHWM), reset before each row" if memory_reset else

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from elsr.errors import ElsrError
 from elsr.io.images import list_images
+from elsr.io.video import EncodeSettings
+from elsr.model.devices import usable_cores
 from elsr.model.network import DEFAULT_FRAME
 
 DEFAULT_RUNS = 30
 DEFAULT_WARMUP = 10
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+VIDEO_OUTPUT = "video.mp4"   # what the video mode writes (in a temporary folder)
 
 
 def default_threads() -> list[int]:
@@ -54,9 +48,10 @@ class BenchConfig:
     warmup: int = DEFAULT_WARMUP
     threads: list[int] = field(default_factory=default_threads)
     backends: list[str] = field(default_factory=lambda: ["default"])  # names, globs, 'default', 'all'
-    video: Path | None = None
-    video_backend: str | None = None
+    video: Path | None = None                              # a video file or frame folder for the video mode
+    video_backends: list[str] = field(default_factory=list)   # rows for the video mode (names/globs; [] = default)
     video_frames: int = 0                                  # 0: every frame
+    video_encode: list[EncodeSettings] = field(default_factory=lambda: [EncodeSettings()])  # one set of runs each
     convert: bool = False                                  # passed to elsr eval for odd images
     command: str = ""                                      # the command line, for BENCHMARKS.md
 
@@ -69,6 +64,8 @@ class BenchConfig:
             list_images(self.data)  # an empty folder (or one without images) is refused here
         if self.video is not None and not self.video.exists():
             raise ElsrError("no such video file or frame folder", path=self.video, fix="check --video")
+        for settings in self.video_encode:
+            settings.resolve(Path(VIDEO_OUTPUT))  # an unknown preset or codec is refused before any row runs
         if self.weights is None and not self.models:
             raise ElsrError("nothing to benchmark", fix="pass --weights CKPT and/or --onnx MODEL...")
 

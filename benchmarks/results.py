@@ -60,7 +60,7 @@ class BenchResult:
     settings: dict[str, Any]
     rows: list[Row]
     paper: dict[str, Any]
-    video: dict[str, Any] | None = None
+    video: list[dict[str, Any]] | None = None   # the video mode: one record per (row, encoder settings)
     readiness: list[dict[str, str]] = field(default_factory=list)   # which phone accelerators take each model file
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -79,3 +81,95 @@ def read_video(path: Path) -> list[np.ndarray]:
         frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
     cap.release()
     return frames
+
+
+def flat_frames(count: int, height: int = 24, width: int = 32, step: int = 8) -> list[np.ndarray]:
+    """Frames of one grey level each, ``step`` apart: frame i is level 16 + step * i (survives lossy coding)."""
+    return [np.full((height, width, 3), 16 + step * i, np.uint8) for i in range(count)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10, pts_ms: list[int] | None = None,
+               audio: str | None = None, subtitles: bool = False, rotation: int | None = None,
+               fmt: str | None = None) -> Path:
+    """A video written with PyAV directly (a reference independent of elsr.io.video): H.264 (VP9 in .webm),
+    timestamps in milliseconds (``pts_ms``: a variable frame rate), a tone as ``audio`` (aac, libopus), SubRip
+    subtitles, a display rotation."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", format=fmt) as out:
+        codec = "libvpx-vp9" if path.suffix == ".webm" else "libx264"
+        video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000),
+                               options={"crf": "18", "threads": "1"})   # one thread: the same bytes every time
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream(audio, rate=48000, layout="mono") if audio else None
+        text = out.add_mux_stream("subrip") if subtitles else None
+        if text is not None:
+            text.time_base = Fraction(1, 1000)
+        times = pts_ms or [round(1000 * i / fps) for i in range(len(frames))]
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = times[i], Fraction(1, 1000)
+            frame.duration = (times[i + 1] - times[i]) if i + 1 < len(times) else round(1000 / fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        end_ms = times[-1] + round(1000 / fps)
+        if sound is not None:
+            for start in range(0, end_ms * 48, 960):
+                t = (start + np.arange(960)) / 48000
+                block = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                                   format="flt", layout="mono")
+                block.sample_rate, block.pts, block.time_base = 48000, start, Fraction(1, 48000)
+                out.mux(sound.encode(block))
+            out.mux(sound.encode())
+        for k in range(end_ms // 500 if text is not None else 0):
+            packet = av.Packet(f"cue {k}".encode())
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = text, Fraction(1, 1000), \
+                500 * k, 500 * k, 400
+            out.mux(packet)
+    return path
+
+
+def stream_packets(path: Path, kind: str) -> list[tuple[bytes, int | None, int | None]]:
+    """(bytes, pts, duration) of every packet of the first ``kind`` stream (audio, subtitles), in time units."""
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(bytes(p), p.pts and float(p.pts * p.time_base), p.duration and float(p.duration * p.time_base))
+                for p in container.demux(stream) if p.size]
+
+
+def decoded_frames(path: Path) -> list[tuple[float, np.ndarray, int]]:
+    """(time in seconds, RGB frame, rotation) of every video frame, in display order."""
+    with av.open(str(path)) as container:
+        return [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24"), f.rotation)
+                for f in container.decode(video=0)]
+
+
+def damage(path: Path, how: str) -> Path:
+    """Break a video mid-file: 'truncated' cuts it off at 60%, 'corrupted' overwrites 2,000 bytes in its middle."""
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) * 6 // 10]
+    else:
+        middle = len(data) // 2
+        data[middle: middle + 2000] = np.random.default_rng(1).integers(0, 256, 2000, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def noise_clip(path: Path, count: int = 40) -> Path:
+    """A video of random 64x48 frames: big packets, so a damaged byte range hits frame data."""
+    rng = np.random.default_rng(0)
+    return write_clip(path, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(count)])
+
+
+def sound_only(path: Path) -> Path:
+    """A file holding one AAC audio stream and no video."""
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("aac", rate=48000, layout="mono")
+        block = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+        block.sample_rate, block.pts = 48000, 0
+        out.mux(sound.encode(block))
+        out.mux(sound.encode())
+    return path

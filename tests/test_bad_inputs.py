@@ -35,7 +35,8 @@ from onnx import TensorProto, helper
 from elsr.cli.main import main
 from elsr.model.checkpoint import read_checkpoint, save_checkpoint
 from elsr.model.network import ELSR, ModelConfig
-from tests.helpers import image_folder, smooth_image, tiny_schedule, write_png, write_video
+from tests.helpers import (damage, flat_frames, image_folder, noise_clip, smooth_image, sound_only, tiny_schedule,
+                           write_clip, write_png, write_video)
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED_ONNX = REPO / "elsr" / "pretrained" / "elsr_x4.onnx"
@@ -590,7 +591,55 @@ def _(t, kit):
 
 @case("upscale-video-frames-smaller-than-receptive-field", "clip.avi", "its frame is 8x6 pixels", "9x9")
 def _(t, kit):
-    return upscale_argv(t, kit.x4, write_video(t / "clip.avi", [rgb(6, 8, seed=i) for i in range(3)]), t / "big.avi")
+    return upscale_argv(t, kit.x4, write_video(t / "clip.avi", [rgb(6, 8, seed=i) for i in range(3)]), t / "big.mp4")
+
+
+@case("upscale-video-without-a-video-stream", "sound.mp4", "no video stream", "audio streams only")
+def _(t, kit):
+    return upscale_argv(t, kit.x4, sound_only(t / "sound.mp4"), t / "big.mp4")
+
+
+@case("upscale-video-broken-mid-file", "clip.mp4", "video stream broken after frame", subprocess=True)
+def _(t, kit):
+    return upscale_argv(t, kit.x4, damage(noise_clip(t / "clip.mp4"), "corrupted"), t / "big.mp4")
+
+
+@case("upscale-video-cut-off-mid-file", "clip.mkv", "video stream ends early", subprocess=True)
+def _(t, kit):
+    return upscale_argv(t, kit.x4, damage(noise_clip(t / "clip.mkv"), "truncated"), t / "big.mkv")
+
+
+@case("upscale-video-codec-the-container-cannot-hold", "big.webm", "cannot hold h264 video", "--codec av1 or vp9")
+def _(t, kit):
+    return upscale_argv(t, kit.x4, write_clip(t / "clip.mp4", flat_frames(3)), t / "big.webm", ["--codec", "h264"])
+
+
+@case("upscale-video-audio-the-container-cannot-hold", "big.webm", "cannot hold the input's aac audio", ".mkv")
+def _(t, kit):
+    return upscale_argv(t, kit.x4, write_clip(t / "clip.mp4", flat_frames(3), audio="aac"), t / "big.webm")
+
+
+@case("upscale-video-to-gif", "big.gif", "cannot write .gif videos", ".mp4")
+def _(t, kit):
+    return upscale_argv(t, kit.x4, write_clip(t / "clip.mp4", flat_frames(3)), t / "big.gif")
+
+
+@case("upscale-video-to-txt", "big.txt", "cannot write .txt videos", "folder name without a suffix")
+def _(t, kit):
+    return upscale_argv(t, kit.x4, write_clip(t / "clip.mp4", flat_frames(3)), t / "big.txt")
+
+
+@case("upscale-output-is-the-input", "clip.mp4", "output is the input")
+def _(t, kit):
+    clip = write_clip(t / "clip.mp4", flat_frames(3))
+    return Setup(upscale_argv(t, kit.x4, clip, clip, ["--overwrite"]).argv, [], [clip])
+
+
+@case("upscale-frames-of-two-sizes-to-a-video", "img1.png", "a video's frames must have one size")
+def _(t, kit):
+    write_png(t / "frames" / "img0.png", rgb(24, 32))
+    write_png(t / "frames" / "img1.png", rgb(24, 40))
+    return upscale_argv(t, kit.x4, t / "frames", t / "big.mp4")
 
 
 @case("upscale-truncated-jpeg", "broken.jpg", "truncated")

@@ -10,9 +10,11 @@ from pathlib import Path
 from elsr.benchmarks.backends import BACKENDS
 from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
-from elsr.benchmarks.report import format_report, write_markdown, write_outputs
+from elsr.benchmarks.report import format_report, write_markdown, write_outputs, write_video_section
 from elsr.cli.command import common_options, run_command, setup_logging
 from elsr.cli.options import check_checkpoint
+from elsr.errors import ElsrError
+from elsr.io.video import CODECS, CONTAINERS, EncodeSettings
 from elsr.pretrained import model_path
 from elsr.provenance import command_line
 
@@ -40,20 +42,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="backend names or globs, 'default' or 'all' (default: default; e.g. "
                              f"'--backends default torch-compile' adds torch.compile). {backends_help()}")
     parser.add_argument("--video", type=Path, metavar="DIR_OR_FILE",
-                        help="also time a video: frame folder or video file, decoded, super-resolved, encoded to mp4")
-    parser.add_argument("--video-backend", metavar="NAME",
-                        help="row for the video mode (name or glob; default: the first ok onnxruntime row)")
+                        help="also time `elsr upscale` on a video (file, audio copied, or frame folder) to .mp4: "
+                             "end to end, the encoder alone on the same frames with the same settings, and the split")
+    parser.add_argument("--video-backend", nargs="+", default=[], metavar="NAME",
+                        help="rows for the video mode (row or backend names, globs; default: one per backend, at the "
+                             "thread count `elsr upscale` gives the model beside an encoder)")
     parser.add_argument("--video-frames", type=int, default=0, metavar="N", help="use the first N frames (0: all)")
+    parser.add_argument("--video-codec", choices=list(CODECS), default=None,
+                        help=f"video codec (default: {CONTAINERS['.mp4'].codec}, as `elsr upscale` writes .mp4)")
+    parser.add_argument("--video-presets", nargs="+", default=[None], metavar="PRESET",
+                        help="encoder presets, one run each (default: the codec's default, as in `elsr upscale`)")
+    parser.add_argument("--video-crf", type=int, default=None, help="video quality (default: the codec's default)")
     parser.add_argument("--convert", action="store_true", help="let elsr eval convert greyscale/RGBA/16-bit images")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write results.json, results.csv, latency_vs_psnr.png")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a BENCHMARKS.md-style report here")
+    parser.add_argument("--markdown-video", type=Path, metavar="FILE",
+                        help="write the video section alone into FILE (BENCHMARKS.md), in place of the one there")
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(weights=args.weights, models=list(args.models), data=args.data, size=parse_size(args.size),
                        runs=args.runs, warmup=args.warmup, threads=resolve_threads(args.threads),
-                       backends=args.backends, video=args.video, video_backend=args.video_backend,
+                       backends=args.backends, video=args.video, video_backends=args.video_backend,
                        video_frames=args.video_frames, convert=args.convert,
+                       video_encode=[EncodeSettings(args.video_codec, args.video_crf, preset)
+                                     for preset in args.video_presets],
                        command=getattr(args, "command_line", None) or command_line())
 
 
@@ -67,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         write_markdown(result, args.markdown)
         print(f"wrote {args.markdown}")
+    if args.markdown_video:
+        if not result.video:
+            raise ElsrError("--markdown-video needs a video run", fix="pass --video DIR_OR_FILE")
+        write_video_section(result, args.markdown_video)
+        print(f"wrote the video section of {args.markdown_video}")
     return 0
 
 

@@ -1,3 +1,13 @@
 """The devices a command can run on. Torch-free, so that a command line can list them without loading PyTorch."""
 
+import os
+
 DEVICES = ("auto", "cpu", "cuda")  # --device: auto is cuda where there is a GPU, else cpu
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

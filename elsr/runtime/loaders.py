@@ -16,24 +16,25 @@ from elsr.pretrained import MODELS, model_path
 from elsr.runtime.base import Upscaler
 from elsr.runtime.onnx_model import ONNX_SUFFIXES, OnnxUpscaler
 from elsr.runtime.pytorch_model import CHECKPOINT_SUFFIXES, TorchUpscaler
-from elsr.runtime.tflite_model import TFLITE_SUFFIXES, TfliteUpscaler
+from elsr.runtime.tflite_model import TFLITE_SUFFIXES, TfliteUpscaler, litert_available
 
 
 @dataclass(frozen=True)
 class Runtime:
     """What runs a kind of model file: its name (the benchmark backends' kind), the file kinds it reads (by
-    content, elsr.io.kinds), their usual suffixes and its loader."""
+    content, elsr.io.kinds), their usual suffixes, its loader, and whether it is installed."""
 
     name: str
     kinds: tuple[str, ...]
     suffixes: tuple[str, ...]
     load: Callable[..., Upscaler]   # (path, scale, device, threads) -> Upscaler
+    available: Callable[[], bool] = lambda: True
 
 
 RUNTIMES: tuple[Runtime, ...] = (
     Runtime("torch", ("checkpoint", "pickle"), CHECKPOINT_SUFFIXES, TorchUpscaler),
     Runtime("onnxruntime", ("onnx", "ort"), ONNX_SUFFIXES, OnnxUpscaler),
-    Runtime("tflite", ("tflite",), TFLITE_SUFFIXES, TfliteUpscaler),
+    Runtime("tflite", ("tflite",), TFLITE_SUFFIXES, TfliteUpscaler, litert_available),
 )
 MODEL_SUFFIXES = tuple(s for runtime in RUNTIMES for s in runtime.suffixes)
 MODEL_KINDS = tuple(k for runtime in RUNTIMES for k in runtime.kinds if k != "pickle")
@@ -66,3 +67,14 @@ def load_upscaler(path: str | Path, scale: int | None = None, device: str = "aut
     """
     path = model_path(str(path))
     return runtime_for(path).load(path, scale, device, threads)
+
+
+def fastest_bundled(names: tuple[str, ...]) -> Path:
+    """The first of ``names`` (bundled models' names, fastest first) that is bundled and whose runtime is
+    installed; names not bundled (yet) are passed over."""
+    for name in names:
+        path = MODELS.get(name)
+        if path is not None and path.is_file() and runtime_for(path).available():
+            return path
+    raise ElsrError(f"none of the bundled models {', '.join(names)} can run here",
+                    fix="reinstall elsr, or pass --model")

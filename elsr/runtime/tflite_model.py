@@ -102,7 +102,8 @@ class TfliteModel:
         """128 for int8 pixels minus 128, 0 for uint8 pixels (both on the grid 1/255), None for anything else."""
         scale, zero_point = detail["quantization"]
         dtype = np.dtype(detail["dtype"])
-        if abs(scale * 255 - 1) > 1e-6 or (dtype, zero_point) not in ((np.dtype(np.uint8), 0), (np.dtype(np.int8), -128)):
+        pixel_grids = ((np.dtype(np.uint8), 0), (np.dtype(np.int8), -128))
+        if abs(scale * 255 - 1) > 1e-6 or (dtype, zero_point) not in pixel_grids:
             return None
         return -zero_point
 

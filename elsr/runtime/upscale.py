@@ -1,16 +1,25 @@
 """Upscaling files (``elsr upscale``): super-resolve an image, a folder of images or frames, or a video.
 
-Frames are streamed (read, super-resolved and written one at a time); a large image is processed
-in overlapping tiles; ``--compare`` writes bicubic and the model side by side.
+Every input takes one code path, :func:`upscale_stream`: frames are read (decoded) in one thread,
+super-resolved in a second and written (PNG, or converted to yuv420p and encoded) in the caller's, with
+bounded queues between them (:mod:`elsr.runtime.pipeline`), so memory stays flat for any length and the
+slowest stage - at 720p out, the video encoder - sets the pace. A video keeps its audio and subtitle
+streams (copied unchanged), timestamps, rotation and duration (:mod:`elsr.io.video`). A large image is
+processed in overlapping tiles and its PNG written band by band; ``--compare`` writes bicubic and the
+model side by side.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import av
 import numpy as np
 from tqdm import tqdm
 
@@ -18,20 +27,27 @@ from elsr.data import bicubic
 from elsr.errors import ElsrError
 from elsr.io.images import IMAGE_SUFFIXES, check_min_size, list_images, probe_image, read_image, write_image
 from elsr.io.pngstream import png_writer
-from elsr.io.video import DEFAULT_FPS, FOURCC, VIDEO_SUFFIXES, is_video, video_frames, video_info, video_writer
+from elsr.io.video import (CONTAINERS, DEFAULT_FPS, WRITABLE, EncodeSettings, Frame, OutputVideo,
+                           VideoReader, VideoWriter, container_for, is_video, to_yuv420p, video_writer)
+from elsr.model.devices import usable_cores
 from elsr.model.network import MIN_LR_SIDE
-from elsr.runtime.base import require_upscaling
-from elsr.runtime.loaders import load_upscaler
+from elsr.pretrained import VIDEO_MODELS, pretrained
+from elsr.runtime.base import Upscaler, require_upscaling
+from elsr.runtime.loaders import fastest_bundled, load_upscaler
+from elsr.runtime.pipeline import DEFAULT_DEPTH, PipelineStats, run_pipeline
 from elsr.runtime.tiling import auto_tile, upscale_bands
 
+log = logging.getLogger(__name__)
+
 TOO_SMALL_FIX = f"upscale images of at least {MIN_LR_SIDE}x{MIN_LR_SIDE} pixels; enlarge it with bicubic first"
+STAGES = ("decode", "super-resolve", "encode")
 
 
 @dataclass
 class UpscaleConfig:
-    model: Path
     input: Path
     output: Path
+    model: Path | None = None   # None: the bundled x4 INT8 model; for videos the fastest installed one (VIDEO_MODELS)
     device: str = "auto"
     convert: bool = False
     overwrite: bool = False
@@ -39,105 +55,259 @@ class UpscaleConfig:
     tile: int = -1              # LR tile side; 0: never tile; -1: from max_memory_mb and the frame width
     max_memory_mb: float = 1024
     fps: float = DEFAULT_FPS    # for videos made from frame folders
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    threads: int | None = None  # the model's threads; None: video_model_threads() for a video, else the runtime's
     progress: bool = True
 
 
-def _frames(cfg: UpscaleConfig) -> tuple[Iterator[tuple[str, np.ndarray]], int, float]:
-    """(name, RGB frame) pairs of the input, their count and frame rate.
+@dataclass
+class Source:
+    """The frames of the input, checked before any output is written."""
 
-    Every image is checked first (readable, 8-bit RGB or --convert, not smaller than the model's
-    receptive field), so a bad file in a folder stops the run before any output is written.
-    """
-    if cfg.input.is_file() and is_video(cfg.input):
-        info = video_info(cfg.input)
-        check_min_size(info.height, info.width, MIN_LR_SIDE, cfg.input, TOO_SMALL_FIX, what="its frame")
-        frames = ((f"{index:08d}.png", rgb) for index, rgb in video_frames(cfg.input))
-        return frames, info.frames, info.fps
-    files = list_images(cfg.input)
-    for path in files:
-        check_min_size(*probe_image(path, cfg.convert), MIN_LR_SIDE, path, TOO_SMALL_FIX)
-    root = cfg.input if cfg.input.is_dir() else cfg.input.parent
+    items: Iterator[Frame | av.Packet]   # frames in display order; a video's copied packets between them
+    count: int                           # frames (a video's: the container's count or estimate; 0: unknown)
+    width: int
+    height: int
+    names: list[str] | None = None       # output names of an image folder's frames; None: 00000000.png, ...
+    video: VideoReader | None = None
+
+    def name(self, index: int) -> str:
+        return self.names[index] if self.names is not None else f"{index:08d}.png"
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.close()
+
+
+def _first_frames(items: Iterator[Frame | av.Packet], limit: int) -> Iterator[Frame | av.Packet]:
+    """``items`` up to the ``limit``-th frame (0: all)."""
+    frames = 0
+    for item in items:
+        yield item
+        frames += isinstance(item, Frame)
+        if frames == limit > 0:
+            return
+
+
+def open_source(path: Path, convert: bool = False, copy_streams: bool = True, same_size: bool = False,
+                limit: int = 0) -> Source:
+    """An image, a folder of images/frames (sorted by name) or a video file, its first ``limit`` frames (0: all).
+    Every image is checked first (readable, 8-bit RGB or ``convert``, not smaller than the model's receptive
+    field; with ``same_size``, all of one size), so a bad file stops the run before any output is written."""
+    if path.is_file() and is_video(path):
+        reader = VideoReader(path)
+        info = reader.info
+        try:
+            check_min_size(info.height, info.width, MIN_LR_SIDE, path, TOO_SMALL_FIX, what="its frame")
+        except ElsrError:
+            reader.close()
+            raise
+        count = min(info.frames, limit) if limit and info.frames else limit or info.frames
+        return Source(_first_frames(reader.items(copy_streams), limit), count, info.width, info.height, video=reader)
+    files = list_images(path)[:limit or None]
+    sizes = [probe_image(f, convert) for f in files]
+    for file, size in zip(files, sizes):
+        check_min_size(*size, MIN_LR_SIDE, file, TOO_SMALL_FIX)
+        if same_size and size != sizes[0]:
+            raise ElsrError(f"image is {size[1]}x{size[0]}, the first ({files[0].name}) {sizes[0][1]}x{sizes[0][0]}: "
+                            "a video's frames must have one size", path=file, fix="resize or crop the frames alike")
+    root = path if path.is_dir() else path.parent
     names = [f.relative_to(root).with_suffix(".png").as_posix() for f in files]
-    return ((name, read_image(f, cfg.convert)) for name, f in zip(names, files)), len(files), cfg.fps
+    frames = (Frame(index, read_image(f, convert)) for index, f in enumerate(files))
+    return Source(frames, len(files), sizes[0][1], sizes[0][0], names)
 
 
-def _sink(cfg: UpscaleConfig) -> str:
-    """Where frames go: one image, a folder of PNGs, or a video (created on the first frame)."""
-    out = cfg.output
-    suffix = out.suffix.lower()
-    single_image = cfg.input.is_file() and not is_video(cfg.input)
-    if suffix in FOURCC:
+def output_kind(input_path: Path, output: Path) -> str:
+    """Where frames go: 'video' (a container we write), 'image' (one image in, one out) or 'folder' (PNGs)."""
+    suffix = output.suffix.lower()
+    if suffix in CONTAINERS:
         return "video"
-    if suffix in VIDEO_SUFFIXES:
-        raise ElsrError(f"cannot write {suffix} videos", path=out, fix=f"use one of {', '.join(FOURCC)}")
-    if single_image and not out.is_dir():
+    single_image = input_path.is_file() and not is_video(input_path)
+    if single_image and not output.is_dir():
         if suffix and suffix not in IMAGE_SUFFIXES:
-            raise ElsrError(f"cannot write {suffix} images", path=out,
+            raise ElsrError(f"cannot write {suffix} images", path=output,
                             fix=f"name the output .png, or use one of {', '.join(IMAGE_SUFFIXES[1:])}")
         return "image"
-    if out.exists() and not out.is_dir():
-        raise ElsrError("output must be a folder (or a video file) for this input", path=out)
+    if output.exists() and not output.is_dir():
+        raise ElsrError(f"output must be a folder (or a video: {WRITABLE}) for this input", path=output)
+    if suffix and not output.is_dir():
+        container_for(output)  # out.gif, out.avi, out.txt: not a video we write; not silently a folder either
     return "folder"
 
 
-def upscale_files(cfg: UpscaleConfig) -> list[Path]:
-    """Super-resolve the input; returns the files written."""
-    upscaler = load_upscaler(cfg.model, device=cfg.device)
-    scale = require_upscaling(upscaler)
+class Renderer:
+    """The super-resolved frame (bicubic beside it with ``compare``) as row bands, tiled to fit the memory budget.
+
+    The model is called under a lock: the bands of a tiled image are computed while they are written, in the
+    write stage, and the model's runtime must not run two calls at once.
+    """
+
+    def __init__(self, upscaler: Upscaler, compare: bool = False, tile: int = -1, max_memory_mb: float = 1024) -> None:
+        self.scale = require_upscaling(upscaler)
+        self.upscaler, self.compare, self.tile, self.max_memory_mb = upscaler, compare, tile, max_memory_mb
+        self._lock = threading.Lock()
+
+    def _model(self, lr: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self.upscaler(lr)
+
+    def tile_for(self, lr: np.ndarray) -> int:
+        return self.tile if self.tile >= 0 else auto_tile(self.max_memory_mb, lr.shape[1], self.scale,
+                                                          1 + self.compare)
+
+    def tiled(self, lr: np.ndarray) -> bool:
+        return 0 < self.tile_for(lr) < max(lr.shape[:2])
+
+    def bands(self, lr: np.ndarray) -> Iterator[np.ndarray]:
+        tile = self.tile_for(lr)
+        sr = upscale_bands(self._model, lr, self.scale, tile)
+        if not self.compare:
+            return sr
+        bicubic_bands = upscale_bands(lambda x: bicubic.upscale(x, self.scale), lr, self.scale, tile)
+        return (np.concatenate([b, m], axis=1) for b, m in zip(bicubic_bands, sr))
+
+    def frame(self, lr: np.ndarray) -> np.ndarray:
+        bands = list(self.bands(lr))
+        return bands[0] if len(bands) == 1 else np.concatenate(bands)
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the output for an LR frame of ``width`` x ``height``."""
+        return width * self.scale * (1 + self.compare), height * self.scale
+
+
+@dataclass
+class Written:
+    """What a run wrote: files, frames, seconds (from the first frame read to the file complete) and where the
+    time went."""
+
+    files: list[Path]
+    frames: int
+    seconds: float
+    stats: PipelineStats
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def upscale_stream(source: Source, renderer: Renderer, sink: VideoWriter | Callable[[int], Path],
+                   progress: Callable[[], None] = lambda: None, depth: int = DEFAULT_DEPTH) -> PipelineStats:
+    """The one code path of every upscale: read, super-resolve and write at once (see the module's doc).
+
+    ``sink`` is an open video, or gives the image file of each frame index. A video's frames are converted to
+    yuv420p in the super-resolution stage; a video's copied packets pass through in file order.
+    """
+    if isinstance(sink, VideoWriter):
+        def transform(item):
+            if isinstance(item, Frame):
+                return to_yuv420p(renderer.frame(item.rgb), item.pts, item.duration)
+            return item
+
+        def write(item) -> None:
+            if isinstance(item, av.Packet):
+                sink.mux(item)
+                return
+            sink.write(item)
+            progress()
+    else:
+        def transform(item: Frame):
+            bands = renderer.bands(item.rgb)   # a tiled image: computed while written, band by band
+            return item, (bands if renderer.tiled(item.rgb) else list(bands))
+
+        def write(item) -> None:
+            frame, bands = item
+            save_bands(sink(frame.index), bands, *renderer.size(frame.rgb.shape[1], frame.rgb.shape[0]))
+            progress()
+
+    return run_pipeline(source.items, transform, write, depth, STAGES)
+
+
+def upscale_video(source: Source, renderer: Renderer, path: Path, settings: EncodeSettings = EncodeSettings(),
+                  fps: float = DEFAULT_FPS, progress: Callable[[], None] = lambda: None) -> PipelineStats:
+    """Super-resolve ``source`` into the video ``path``: a video keeps its timestamps, frame rate, rotation and
+    copied streams; frames from images are ``fps`` apart."""
+    width, height = renderer.size(source.width, source.height)
+    info = source.video.info if source.video else None
+    spec = OutputVideo(width, height, info.fps if info else fps, info.time_base if info else None, source.video)
+    with video_writer(path, spec, settings) as writer:
+        return upscale_stream(source, renderer, writer, progress)
+
+
+def save_bands(path: Path, bands, width: int, height: int) -> None:
+    """An image from its row bands: PNG band by band (a huge output never sits in memory whole), else whole."""
+    if path.suffix.lower() not in ("", ".png"):
+        bands = list(bands)
+        write_image(path, bands[0] if len(bands) == 1 else np.concatenate(bands))
+        return
+    with png_writer(path, width, height) as write:
+        for band in bands:
+            write(band)
+
+
+def video_model_threads() -> int:
+    """The model's threads beside a video encoder: a quarter of the cores, at least one. The encoder takes the
+    rest, and a runtime's idle threads spin: onnxruntime with 2 threads beside libx264 on 2 cores cost 60 CPU ms
+    a frame end to end against 41 with 1 thread, and ran at 17 against 24 fps (`elsr bench --video`)."""
+    return max(1, usable_cores() // 4)
+
+
+def default_model(video_job: bool) -> Path:
+    """The bundled x4 INT8 model; for a video, the fastest of VIDEO_MODELS that is bundled and runs here."""
+    return fastest_bundled(VIDEO_MODELS) if video_job else pretrained()
+
+
+def check_paths(cfg: UpscaleConfig) -> str:
+    """The output kind; ElsrError for a missing input, an output that is the input, one that exists."""
     if not cfg.input.exists():
         raise ElsrError("no such file or folder", path=cfg.input, fix="check --input")
-    kind = _sink(cfg)
+    if cfg.output.resolve() == cfg.input.resolve() or (cfg.output.exists() and cfg.output.samefile(cfg.input)):
+        raise ElsrError("output is the input", path=cfg.output, fix="choose another --output")
+    kind = output_kind(cfg.input, cfg.output)
     taken = cfg.output.exists() and (kind != "folder" or any(cfg.output.iterdir()))
     if taken and not cfg.overwrite:
         raise ElsrError("output exists" if kind != "folder" else "output folder is not empty", path=cfg.output,
                         fix="pass --overwrite or choose another --output")
-    frames, count, fps = _frames(cfg)
+    return kind
 
-    def bands(lr: np.ndarray) -> Iterator[np.ndarray]:
-        """The output frame as row bands (bicubic | model with --compare), tiled to fit the memory budget."""
-        tile = cfg.tile if cfg.tile >= 0 else auto_tile(cfg.max_memory_mb, lr.shape[1], scale, 1 + cfg.compare)
-        sr = upscale_bands(upscaler, lr, scale, tile)
-        if not cfg.compare:
-            return sr
-        bicubic_bands = upscale_bands(lambda x: bicubic.upscale(x, scale), lr, scale, tile)
-        return (np.concatenate([b, m], axis=1) for b, m in zip(bicubic_bands, sr))
 
-    def render(lr: np.ndarray) -> np.ndarray:
-        return np.concatenate(list(bands(lr)))
+def upscale_files(cfg: UpscaleConfig) -> Written:
+    """Super-resolve the input; returns the files written and the pipeline's figures."""
+    kind = check_paths(cfg)
+    if kind == "video":
+        cfg.encode.resolve(cfg.output)  # a codec the container cannot hold: refused before any work
+    files: list[Path] = []
 
-    def save(dst: Path, lr: np.ndarray) -> None:
-        """PNGs are written band by band, so a huge output never sits in memory whole."""
-        if dst.suffix.lower() not in ("", ".png"):
-            write_image(dst, render(lr))
-            return
-        width = lr.shape[1] * scale * (1 + cfg.compare)
-        with png_writer(dst, width, lr.shape[0] * scale) as write:
-            for band in bands(lr):
-                write(band)
+    def target(index: int) -> Path:
+        files.append(cfg.output if kind == "image" else cfg.output / source.name(index))
+        return files[-1]
 
-    bar = tqdm(total=count or None, desc="upscale", unit="frame", disable=None if cfg.progress and count > 1 else True)
-    written: list[Path] = []
-    started = time.perf_counter()
-    try:
+    with contextlib.ExitStack() as stack:
+        video_job = kind == "video" or is_video(cfg.input)
+        model = cfg.model or default_model(video_job)
+        threads = cfg.threads if cfg.threads is not None else video_model_threads() if video_job else 0
+        upscaler = load_upscaler(model, device=cfg.device, threads=threads)
+        stack.callback(upscaler.close)
+        renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
+        source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
+        stack.callback(source.close)
+        log.info("upscale: %s with %s", cfg.input, model)
+        bar = stack.enter_context(tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
+                                       disable=None if cfg.progress and source.count != 1 else True))
+        stack.enter_context(upscaler.active())
+        done = [0]
+
+        def progress() -> None:
+            done[0] += 1
+            bar.update()
+
+        started = time.perf_counter()
         if kind == "video":
-            out = render(next(frames)[1])
-            with video_writer(cfg.output, fps, out.shape[1], out.shape[0]) as write:
-                write(out)
-                bar.update()
-                for _, lr in frames:
-                    write(render(lr))
-                    bar.update()
-            written.append(cfg.output)
+            stats = upscale_video(source, renderer, cfg.output, cfg.encode, cfg.fps, progress)
+            files.append(cfg.output)
         else:
-            for name, lr in frames:
-                dst = cfg.output if kind == "image" else cfg.output / name
-                save(dst, lr)
-                written.append(dst)
-                bar.update()
-    finally:
-        bar.close()
-    frames_done = bar.n
-    if frames_done > 1:
-        print(f"{frames_done} frames in {time.perf_counter() - started:.1f} s "
-              f"({frames_done / (time.perf_counter() - started):.1f} fps)")
+            stats = upscale_stream(source, renderer, target, progress)
+        written = Written(files, done[0], time.perf_counter() - started, stats)
+    if written.frames > 1:
+        print(f"{written.frames} frames in {written.seconds:.1f} s ({written.fps:.1f} fps)")
+        log.info("time per stage: %s", stats.split())
     return written

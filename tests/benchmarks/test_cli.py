@@ -14,7 +14,8 @@ def test_help():
                          timeout=120, env={**os.environ, "COLUMNS": "400"})
     assert out.returncode == 0, out.stderr
     for flag in ("--weights", "--onnx", "--data", "--size", "--runs", "--threads", "--backends", "--video",
-                 "--video-backend", "--out", "--markdown", "torch-compile"):
+                 "--video-backend", "--video-presets", "--video-codec", "--out", "--markdown", "--markdown-video",
+                 "torch-compile"):
         assert flag in out.stdout
 
 
@@ -26,26 +27,41 @@ def test_full_run(models, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("| backend |") and "| ort-cpu | broken.onnx |" in out and "failed: " in out
-    assert "Video (" in out and "fps end to end" in out
+    assert "| backend | threads | encoder | frames | end to end fps | encoder alone fps |" in out
     data = json.loads((tmp_path / "bench" / "results.json").read_text())
-    assert data["video"]["status"] == "ok" and data["video"]["backend"] == "ort-cpu:elsr_x4.onnx"
-    assert data["video"]["frames"] == 5 and data["video"]["end_to_end_fps"] > 0
+    # by default one video run per backend: its fastest ok row (torch-cpu's, ort-cpu's)
+    assert [v["status"] for v in data["video"]] == ["ok", "ok"]
+    assert [v["backend"].split(":")[0] for v in data["video"]] == ["torch-cpu", "ort-cpu"]
+    assert data["video"][1]["frames"] == 5 and data["video"][1]["end_to_end_fps"] > 0
     assert (tmp_path / "bench" / "results.csv").is_file() and (tmp_path / "bench" / "latency_vs_psnr.png").is_file()
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert "python -m elsr.benchmarks -q --weights" in markdown and "Machine: " in markdown
+    assert "## Video: `elsr upscale` end to end" in markdown and "| torch-cpu:model.pt | 1 | libx264" in markdown
 
 
-def test_video_backend_choice(models, capsys):
-    assert main(["-q", "--weights", str(models.weights), "--size", "8x8", "--runs", "1", "--threads", "1",
-                 "--backends", "torch-cpu", "--video", str(models.frames), "--video-frames", "2",
-                 "--video-backend", "torch-cpu"]) == 0
-    assert "torch-cpu:model.pt, threads 1): " in capsys.readouterr().out
+def test_video_backend_presets_and_the_section_alone(models, tmp_path, capsys):
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text("# ELSR benchmarks\n\nthe main table\n")
+    argv = ["-q", "--weights", str(models.weights), "--size", "8x8", "--runs", "1", "--threads", "1",
+            "--backends", "torch-cpu", "--video", str(models.frames), "--video-frames", "2",
+            "--video-backend", "torch-cpu", "--video-presets", "ultrafast", "superfast", "--markdown-video", str(page)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| torch-cpu:model.pt | 1 | libx264 ultrafast crf 23 | 2 32x24 -> 128x96 |" in out
+    assert "| torch-cpu:model.pt | 1 | libx264 superfast crf 23 | 2 32x24 -> 128x96 |" in out
+    first = page.read_text()
+    assert first.startswith("# ELSR benchmarks\n\nthe main table\n") and first.count("## Video") == 1
+    assert "--markdown-video" in first   # the command that wrote the section
+    assert main(argv) == 0   # a second run replaces the section
+    second = page.read_text()
+    assert second.count("## Video") == 1 and second.startswith("# ELSR benchmarks\n\nthe main table\n")
 
 
 def test_user_errors_are_one_line(models, capsys):
     for argv, text in ((["--weights", str(models.weights), "--backends", "nosuch"], "matches no backend"),
                        (["--weights", str(models.weights), "--data", "/no/such/dir"], "no such folder"),
                        (["--size", "big"], "is not HEIGHTxWIDTH"),
+                       (["--weights", str(models.weights), "--video-presets", "warp"], "unknown h264 preset"),
                        ([], "nothing to benchmark")):
         code = main(argv)
         err = capsys.readouterr().err.strip().splitlines()

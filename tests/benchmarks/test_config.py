@@ -2,7 +2,8 @@
 
 import pytest
 
-from elsr.benchmarks.config import BenchConfig, parse_size, resolve_threads, usable_cores
+from elsr.benchmarks.config import BenchConfig, parse_size, resolve_threads
+from elsr.model.devices import usable_cores
 from elsr.errors import ElsrError
 
 

@@ -20,5 +20,5 @@ def test_cache(models, monkeypatch):
 def test_errors(models):
     cache = QualityCache(models.hr)
     for _ in range(2):
-        with pytest.raises(ElsrError, match="cannot load"):
+        with pytest.raises(ElsrError, match="broken.onnx: is a text file"):
             cache.scores(models.broken)

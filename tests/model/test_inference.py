@@ -24,3 +24,13 @@ def test_output_is_clipped_and_rounded_half_to_even(rng):
     assert np.array_equal(array_to_image(y), expected)
     assert array_to_image(y)[0, 0, 0] == 0 and array_to_image(y)[0, 4, 0] == 255
     assert np.array_equal(tensor_to_uint8(torch.from_numpy(y)), expected)
+
+
+def test_output_conversion_equals_numpy_bit_for_bit(rng):
+    """The OpenCV conversion gives exactly numpy's multiply, clip, rint, cast and transpose, ties included."""
+    y = rng.uniform(-0.2, 1.2, (3, 64, 96)).astype(np.float32)
+    y[:, :4] = (rng.integers(0, 255, (3, 4, 96)) + 0.5).astype(np.float32) / np.float32(255)  # near ties
+    y[:, 4:8] = rng.integers(0, 256, (3, 4, 96)).astype(np.float32) / np.float32(255)        # INT8 outputs: k/255
+    reference = np.rint(np.clip(np.multiply(y, np.float32(255), dtype=np.float32), 0, 255)).astype(np.uint8)
+    assert np.array_equal(array_to_image(y), reference.transpose(1, 2, 0))
+    assert array_to_image(y[:1]).shape == (64, 96, 1)
