@@ -90,7 +90,7 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
             prepared = runner.prepare(x)
             latency = measure(lambda: runner.forward(prepared), backend.timer, cfg.warmup, cfg.runs)
         row.median_ms, row.p90_ms, row.min_ms = latency.median_ms, latency.p90_ms, latency.min_ms
-        row.mean_ms, row.runs = latency.mean_ms, latency.runs
+        row.mean_ms, row.runs, row.cpu_ms = latency.mean_ms, latency.runs, latency.cpu_ms
         fill_rates(row, info, machine, cfg.size)
         row.peak_rss_bytes, row.gpu_peak_bytes = peak_rss_bytes(), runner.gpu_peak_bytes()
         row.load_after = load_average()
@@ -175,7 +175,8 @@ def settings(cfg: BenchConfig, memory_reset: bool) -> dict:
             "video": str(cfg.video) if cfg.video else None, "video_frames": cfg.video_frames,
             "command": cfg.command,
             "timing": "median/p90/min over the timed runs of one call on a pre-made input, after the warm-up; "
-                      "CUDA rows: CUDA events",
+                      "CUDA rows: CUDA events; CPU ms: the median CPU time of the process per run, all threads "
+                      "together (on a shared machine it moves far less than wall time: compare rows by it)",
             "memory": "process RSS high-water mark (VmHWM), reset before each row" if memory_reset else
                       "process RSS high-water mark since start (this system cannot reset it)"}
 

@@ -33,6 +33,7 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("p90 ms", lambda r: _num(".2f")(r.p90_ms)),
     ("p90/median", lambda r: _num(".2f")(r.spread)),
     ("min ms", lambda r: _num(".2f")(r.min_ms)),
+    ("CPU ms", lambda r: _num(".2f")(r.cpu_ms)),
     ("fps", lambda r: _num(".1f")(r.fps)),
     ("x30fps", lambda r: _num(".2f")(r.realtime_fraction)),
     ("GMAC/s", lambda r: _num(".1f")(r.gmac_per_s)),

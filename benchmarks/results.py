@@ -26,6 +26,7 @@ class Row:
     p90_ms: float | None = None
     min_ms: float | None = None
     mean_ms: float | None = None
+    cpu_ms: float | None = None      # median process CPU time per run, all threads (robust to load)
     runs: int | None = None
     fps: float | None = None
     realtime_fraction: float | None = None   # fps / the paper's 30 fps

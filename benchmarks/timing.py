@@ -11,20 +11,25 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Latency:
-    """Milliseconds per run over ``runs`` timed runs (after the warm-up)."""
+    """Milliseconds per run over ``runs`` timed runs (after the warm-up); ``cpu_ms``: the median CPU time the
+    process spent per run, all its threads together (what a run costs in core time: unlike wall time, it hardly
+    moves when other programs share the cores)."""
 
     median_ms: float
     p90_ms: float
     min_ms: float
     mean_ms: float
     runs: int
+    cpu_ms: float | None = None
 
     @classmethod
-    def from_times(cls, times_ms: Sequence[float]) -> "Latency":
+    def from_times(cls, times_ms: Sequence[float], cpu_ms: Sequence[float] = ()) -> "Latency":
         t = np.asarray(times_ms, dtype=np.float64)
         if t.size == 0:
             raise ValueError("no timed runs")
-        return cls(float(np.median(t)), float(np.percentile(t, 90)), float(t.min()), float(t.mean()), int(t.size))
+        cpu = float(np.median(cpu_ms)) if len(cpu_ms) else None
+        return cls(float(np.median(t)), float(np.percentile(t, 90)), float(t.min()), float(t.mean()), int(t.size),
+                   cpu)
 
     @property
     def fps(self) -> float:
@@ -52,7 +57,12 @@ def cuda_ms(step: Callable[[], Any]) -> float:
 
 def measure(step: Callable[[], Any], timer: Callable[[Callable[[], Any]], float], warmup: int,
             runs: int) -> Latency:
-    """Run ``step`` ``warmup`` times untimed, then ``runs`` times timed with ``timer``."""
+    """Run ``step`` ``warmup`` times untimed, then ``runs`` times timed with ``timer`` (and the process's CPU time)."""
     for _ in range(warmup):
         step()
-    return Latency.from_times([timer(step) for _ in range(runs)])
+    times, cpu = [], []
+    for _ in range(runs):
+        start = time.process_time()
+        times.append(timer(step))
+        cpu.append((time.process_time() - start) * 1e3)
+    return Latency.from_times(times, cpu)
