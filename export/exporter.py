@@ -70,7 +70,8 @@ def _check_options(cfg: ExportConfig, fmt: ExportFormat) -> None:
     fmt.ensure_available()
     if cfg.io not in fmt.io_modes:
         raise ElsrError(f"--format {fmt.name} cannot have {cfg.io} tensors at its ends (--io {cfg.io})",
-                        fix=f"use --format tflite for pixel I/O; {fmt.name} takes {', '.join(fmt.io_modes)}")
+                        fix=f"--format {fmt.name} takes --io {' or '.join(fmt.io_modes)}; tflite and executorch take "
+                            f"pixel I/O")
     if cfg.opset is not None and (cfg.int8 or not fmt.opset):
         raise ElsrError("--opset applies to FP32 ONNX and ORT exports only", fix="leave --opset out")
     if not cfg.int8 and (cfg.qat_checkpoint or cfg.train):

@@ -3,8 +3,8 @@ and the benchmark row that times it.
 
 Each row knows its name (``--format``), file suffix, the optional package it needs and the pip extra
 that installs it, its exporter, its checker and validator (both run the artifact in its own runtime,
-which ``elsr.runtime.loaders`` picks by suffix: onnxruntime for ``.onnx`` and ``.ort``, the LiteRT
-interpreter for ``.tflite``) and the benchmark backend that times it.
+which ``elsr.runtime.loaders`` picks by content: onnxruntime for ``.onnx`` and ``.ort``, the LiteRT
+interpreter for ``.tflite``, ExecuTorch's runtime for ``.pte``) and the benchmark backend that times it.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from typing import Callable
 import onnx
 
 from elsr.errors import ElsrError
-from elsr.export import tflite
+from elsr.export import pte, tflite
 from elsr.export.checks import check_artifact, validate
 from elsr.export.delegates import onnx_readiness, tflite_readiness
 from elsr.export.onnx_fp32 import export_onnx, onnx_opset
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
 from elsr.export.ort_format import config_path, fix_input_shape, required_operators, write_ort
 from elsr.export.request import Exported, ExportRequest
+from elsr.io.files import write_bytes
 from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, model_metadata
 
 # --------------------------------------------------------------------------------------- exporters
@@ -80,6 +81,15 @@ def export_tflite_file(request: ExportRequest, out: Path) -> Exported:
     return Exported([out], [*lines, *(f"LiteRT: {line}" for line in tflite_readiness(out).lines())])
 
 
+def export_pte_file(request: ExportRequest, out: Path) -> Exported:
+    program, delegation = pte.pte_program(request)
+    write_bytes(out, program.buffer)
+    meta = pte.pte_metadata(request)
+    lines = [f"ExecuTorch contract: input {meta['contract_input']}", f"ExecuTorch contract: output {meta['contract_output']}",
+             *(f"ExecuTorch {line}" for line in delegation.lines())]
+    return Exported([out], lines)
+
+
 # ------------------------------------------------------------------------------------------- table
 
 
@@ -126,5 +136,8 @@ FORMATS: dict[str, ExportFormat] = {
     "tflite": ExportFormat("tflite", ".tflite", "TFLite/LiteRT, NHWC (FP32, or INT8 from QAT with --int8)",
                            export_tflite_file, "tflite", "tflite", requires=("ai_edge_litert",), extra="tflite",
                            io_modes=tuple(tflite.TFLITE_IO), opset=False),
+    "executorch": ExportFormat("executorch", ".pte", "ExecuTorch program, XNNPACK delegate (FP32, or INT8 from QAT "
+                               "with --int8)", export_pte_file, "executorch", "executorch",
+                               requires=("executorch",), extra="executorch", io_modes=pte.PTE_IO, opset=False),
 }
 

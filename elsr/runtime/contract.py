@@ -2,8 +2,9 @@
 
 - tensors: input ``lr`` and output ``sr``, RGB, NCHW float32 in [0, 1] for ONNX/ORT (TFLite: NHWC,
   float32 in [0, 1] or uint8 pixels, its own ``io_contract``);
-- metadata (ONNX ``metadata_props``, a JSON entry ``elsr`` in a TFLite file): the format tag, scale,
-  layout, value range, precision, parameter count, validation PSNR, commit and command.
+- metadata (ONNX ``metadata_props``, a JSON entry ``elsr`` in a TFLite file, the JSON bytes an ExecuTorch
+  program's constant method ``elsr_metadata`` returns, the ``user_defined_metadata`` of a Core ML model): the
+  format tag, scale, layout, value range, precision, parameter count, validation PSNR, commit and command.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 ONNX_FORMAT_TAG = "elsr-onnx"          # metadata 'format' of ONNX and ORT files
 TFLITE_FORMAT_TAG = "elsr-tflite"      # metadata 'format' of TFLite files
 TFLITE_METADATA_KEY = "elsr"           # the TFLite Model.metadata entry holding our JSON metadata
+PTE_FORMAT_TAG = "elsr-executorch"     # metadata 'format' of ExecuTorch programs
+PTE_METHOD = "forward"                 # the method of a .pte that upscales
+PTE_METADATA_METHOD = "elsr_metadata"  # its constant method returning our metadata as UTF-8 JSON bytes (uint8)
+COREML_FORMAT_TAG = "elsr-coreml"      # metadata 'format' of Core ML models
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
