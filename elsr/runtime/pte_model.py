@@ -41,8 +41,8 @@ EXECUTORCH_PACKAGE = "executorch"     # the module the executorch extra installs
 EXTRA_HINT = "pip install 'elsr[executorch]'"
 REEXPORT = "re-export it with 'elsr export --format executorch'"
 NATIVE_NOISE = ("cpuinfo_utils.cpp",)  # log lines the runtime writes on every start, not about the file
-SCALAR_TYPES = {0: np.uint8, 1: np.int8, 6: np.float32}   # ExecuTorch ScalarType codes of the tensors we use
-TORCH_TYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int8): torch.int8, np.dtype(np.float32): torch.float32}
+SCALAR_TYPES = {1: np.int8, 6: np.float32}   # ExecuTorch ScalarType codes of the I/O tensors we use
+TORCH_TYPES = {np.dtype(np.int8): torch.int8, np.dtype(np.float32): torch.float32}
 
 
 def executorch_available() -> bool:
@@ -167,7 +167,7 @@ class PteModel:
     def _dtype(self, info) -> np.dtype:
         code = int(info.dtype())
         if code not in SCALAR_TYPES:
-            raise ElsrError(f"not an image model: a tensor of ExecuTorch type {code}, expected float32 or uint8",
+            raise ElsrError(f"not an image model: a tensor of ExecuTorch type {code}, expected float32 or int8",
                             path=self.path)
         return np.dtype(SCALAR_TYPES[code])
 
@@ -196,8 +196,8 @@ def _metadata(program) -> dict[str, str]:
 
 
 class PteUpscaler(Upscaler):
-    """A .pte program run by ExecuTorch (XNNPACK on the CPU): NCHW float32 RGB in [0, 1], or uint8 pixels
-    (``--io uint8``), in and out; larger images than the program's bound run in tiles."""
+    """A .pte program run by ExecuTorch (XNNPACK on the CPU): NCHW float32 RGB in [0, 1], or int8 pixels minus 128
+    (``--io int8``), in and out; larger images than the program's bound run in tiles."""
 
     def __init__(self, path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> None:
         if device == "cuda":
@@ -215,8 +215,8 @@ class PteUpscaler(Upscaler):
                                  "ExecuTorch")
 
     def prepare(self, x: np.ndarray) -> torch.Tensor:
-        if self.model.input_dtype == np.uint8:
-            x = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+        if self.model.input_dtype == np.int8:   # pixels minus 128
+            x = np.clip(np.round(x * 255), 0, 255) - 128
         return torch.from_numpy(np.ascontiguousarray(x, dtype=self.model.input_dtype))
 
     def forward(self, prepared: torch.Tensor) -> torch.Tensor:
@@ -224,7 +224,7 @@ class PteUpscaler(Upscaler):
 
     def fetch(self, y: torch.Tensor) -> np.ndarray:
         y = y.numpy()
-        return y.astype(np.float32) / np.float32(255) if y.dtype == np.uint8 else np.asarray(y, np.float32)
+        return (y.astype(np.float32) + 128) / np.float32(255) if y.dtype == np.int8 else np.asarray(y, np.float32)
 
     def run_array(self, x: np.ndarray) -> np.ndarray:
         """Any batch: a dynamic program takes one image at a time (its memory is planned for one)."""
@@ -233,11 +233,12 @@ class PteUpscaler(Upscaler):
         return np.concatenate([super(PteUpscaler, self).run_array(x[i: i + 1]) for i in range(len(x))])
 
     def upscale_frame(self, lr: np.ndarray) -> np.ndarray:
-        """A uint8-I/O program takes and gives the pixels as they are: no float step."""
-        if self.model.input_dtype != np.uint8 or self.model.output_dtype != np.uint8:
+        """An int8-I/O program takes and gives the bytes with the top bit flipped (pixel - 128): no float step."""
+        if self.model.input_dtype != np.int8 or self.model.output_dtype != np.int8:
             return super().upscale_frame(lr)
-        y = self.forward(torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)[None])))
-        return np.ascontiguousarray(y.numpy()[0].transpose(1, 2, 0))
+        x = (np.ascontiguousarray(lr.transpose(2, 0, 1)[None]) ^ np.uint8(128)).view(np.int8)
+        y = self.forward(torch.from_numpy(x)).numpy()[0].view(np.uint8) ^ np.uint8(128)
+        return np.ascontiguousarray(y.transpose(1, 2, 0))
 
     def info(self) -> ModelInfo:
         metadata = self.model.metadata
