@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from elsr.benchmarks.timing import cuda_ms, wall_ms
 from elsr.errors import ElsrError
 from elsr.runtime.base import Upscaler
 from elsr.runtime.loaders import runtime_named
+from elsr.runtime.coreml_model import EXTRA_HINT as COREML_HINT
+from elsr.runtime.coreml_model import NOT_HERE, CoremlUpscaler, coreml_runs_here, coremltools_available
 from elsr.runtime.onnx_model import CUDA_PROVIDER, OnnxUpscaler
 from elsr.runtime.pte_model import EXTRA_HINT as EXECUTORCH_HINT
 from elsr.runtime.pte_model import PteUpscaler, executorch_available
@@ -61,6 +64,13 @@ def no_tflite() -> str | None:
 
 def no_executorch() -> str | None:
     return None if executorch_available() else f"no ExecuTorch runtime ({EXECUTORCH_HINT})"
+
+
+def no_coreml() -> str | None:
+    if coreml_runs_here():
+        return None
+    return f"{NOT_HERE} (macOS, iOS)" if coremltools_available() or platform.system() != "Darwin" else \
+        f"no coremltools ({COREML_HINT})"
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("executorch", "executorch", loader(PteUpscaler), no_executorch, own_process=True,
             description="ExecuTorch runtime, CPU, XNNPACK delegate: FP32/INT8 .pte, float or uint8 I/O; each thread "
                         "count in its own process (its thread pool cannot be resized once a program is loaded)"),
+    Backend("coreml", "coreml", loader(CoremlUpscaler), no_coreml, threaded=False,
+            description="Core ML through coremltools (macOS only): .mlpackage, RGB images in and out"),
 )
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 import onnx
 
 from elsr.errors import ElsrError
-from elsr.export import pte, tflite
+from elsr.export import coreml, pte, tflite
 from elsr.export.checks import check_artifact, validate
 from elsr.export.delegates import onnx_readiness, tflite_readiness
 from elsr.export.onnx_fp32 import export_onnx, onnx_opset
@@ -90,6 +90,14 @@ def export_pte_file(request: ExportRequest, out: Path) -> Exported:
     return Exported([out], lines)
 
 
+def export_coreml_file(request: ExportRequest, out: Path) -> Exported:
+    coreml.save_package(coreml.coreml_model(request), out)
+    meta = coreml.coreml_metadata(request)
+    return Exported([out], [f"Core ML contract: input {meta['contract_input']}",
+                            f"Core ML contract: output {meta['contract_output']}",
+                            f"Core ML: ML Program, {request.precision}, deployment target {coreml.DEPLOYMENT_TARGET}"])
+
+
 # ------------------------------------------------------------------------------------------- table
 
 
@@ -110,6 +118,7 @@ class ExportFormat:
     companions: Callable[[Path], list[Path]] = lambda out: []  # other files the export writes
     io_modes: tuple[str, ...] = ("float",)                # the tensors it can have at its ends
     opset: bool = True                                    # --opset applies
+    precisions: tuple[str, ...] = ("fp32", "int8")        # what it writes (fp16 with --fp16)
 
     def ensure_available(self) -> None:
         """A one-line ElsrError naming the missing package and the extra to install, if any."""
@@ -119,8 +128,9 @@ class ExportFormat:
                 raise ElsrError(f"--format {self.name} needs the optional package {module.replace('_', '-')!r}",
                                 fix=fix)
 
-    def default_name(self, scale: int, int8: bool, io: str = "float") -> Path:
-        return Path(f"elsr_x{scale}{'_int8' if int8 else ''}{tflite.TFLITE_IO[io].tag}{self.suffix}")
+    def default_name(self, scale: int, int8: bool, io: str = "float", fp16: bool = False) -> Path:
+        precision = "_int8" if int8 else "_fp16" if fp16 else ""
+        return Path(f"elsr_x{scale}{precision}{tflite.TFLITE_IO[io].tag}{self.suffix}")
 
 
 def _ort_companions(out: Path) -> list[Path]:
@@ -139,5 +149,10 @@ FORMATS: dict[str, ExportFormat] = {
     "executorch": ExportFormat("executorch", ".pte", "ExecuTorch program, XNNPACK delegate (FP32, or INT8 from QAT "
                                "with --int8)", export_pte_file, "executorch", "executorch",
                                requires=("executorch",), extra="executorch", io_modes=pte.PTE_IO, opset=False),
+    "coreml": ExportFormat("coreml", ".mlpackage", "Core ML ML Program package, RGB images in and out (FP32, FP16 "
+                           "with --fp16, INT8 from QAT with --int8); checked on Linux without running it",
+                           export_coreml_file, "coreml", "coreml", check=coreml.check_package,
+                           requires=("coremltools",), extra="coreml", opset=False,
+                           precisions=("fp32", "fp16", "int8")),
 }
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from elsr.errors import ElsrError
+from elsr.io.files import disk_bytes
 from elsr.model.inference import array_to_image, image_to_array
 from elsr.model.network import RECEPTIVE_RADIUS, ModelConfig, config_from_parameters
 from elsr.runtime.contract import positive_int
@@ -106,7 +107,7 @@ def info_from_metadata(path: Path, metadata: dict[str, str], precision: str | No
     config = config_from_parameters(scale, params) if params and scale else None
     if config is None:
         notes.append("GMAC/s unknown: no 'scale'/'parameters' metadata matching an ELSR architecture")
-    return ModelInfo(precision or "unknown", params, path.stat().st_size, config, notes)
+    return ModelInfo(precision or "unknown", params, disk_bytes(path), config, notes)
 
 
 def probe_scale(run: Callable[[np.ndarray], np.ndarray], path: Path, fix: str) -> int:

@@ -14,6 +14,7 @@ from elsr.errors import ElsrError
 from elsr.io.kinds import describe, refuse_wrong_kind
 from elsr.pretrained import MODELS, model_path
 from elsr.runtime.base import Upscaler
+from elsr.runtime.coreml_model import COREML_SUFFIXES, CoremlUpscaler, coreml_runs_here
 from elsr.runtime.onnx_model import ONNX_SUFFIXES, OnnxUpscaler
 from elsr.runtime.pte_model import PTE_SUFFIXES, PteUpscaler, executorch_available
 from elsr.runtime.pytorch_model import CHECKPOINT_SUFFIXES, TorchUpscaler
@@ -37,6 +38,7 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("onnxruntime", ("onnx", "ort"), ONNX_SUFFIXES, OnnxUpscaler),
     Runtime("tflite", ("tflite",), TFLITE_SUFFIXES, TfliteUpscaler, litert_available),
     Runtime("executorch", ("pte",), PTE_SUFFIXES, PteUpscaler, executorch_available),
+    Runtime("coreml", ("mlpackage",), COREML_SUFFIXES, CoremlUpscaler, coreml_runs_here),  # Apple platforms only
 )
 MODEL_SUFFIXES = tuple(s for runtime in RUNTIMES for s in runtime.suffixes)
 MODEL_KINDS = tuple(k for runtime in RUNTIMES for k in runtime.kinds if k != "pickle")
