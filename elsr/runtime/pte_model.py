@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -57,20 +58,23 @@ def require_executorch() -> None:
 
 @contextlib.contextmanager
 def native_stderr() -> Iterator[list[str]]:
-    """Collect what native code (and Python) writes to stderr meanwhile: the list is filled on exit."""
+    """Collect what is written to stderr meanwhile, by native code (file descriptor 2) and through Python's
+    ``sys.stderr`` (where the runtime's bindings send its log): the list is filled when the block ends."""
     sys.stderr.flush()
     saved = os.dup(2)
     lines: list[str] = []
-    with tempfile.TemporaryFile() as sink:
+    with tempfile.TemporaryFile() as sink, io.StringIO() as python_side:
         os.dup2(sink.fileno(), 2)
         try:
-            yield lines
+            with contextlib.redirect_stderr(python_side):
+                yield lines
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            lines += [line for line in sink.read().decode(errors="replace").splitlines()
+            text = sink.read().decode(errors="replace") + python_side.getvalue()
+            lines += [line for line in text.splitlines()
                       if line.strip() and not any(noise in line for noise in NATIVE_NOISE)]
 
 
@@ -137,15 +141,18 @@ class PteModel:
             raise ElsrError("no such model file", path=self.path, fix="check the path")
         rt = runtime()
         self.threads = set_threads(threads, self.path)
-        with native_stderr() as native:
+        failure = None
+        with native_stderr() as native:   # filled when the block ends
             try:
                 program = rt.load_program(self.path)
                 names = program.method_names
                 self.method = program.load_method(PTE_METHOD) if PTE_METHOD in names else None
                 self.metadata = _metadata(program) if PTE_METADATA_METHOD in names else {}
             except Exception as exc:  # noqa: BLE001 - the bindings raise RuntimeError with a bare error code
-                raise ElsrError(f"ExecuTorch cannot load it: {_reason(exc, native)}", path=self.path,
-                                fix=REEXPORT) from exc
+                failure = exc
+        if failure is not None:
+            raise ElsrError(f"ExecuTorch cannot load it: {_reason(failure, native)}", path=self.path,
+                            fix=REEXPORT) from failure
         if self.method is None:
             raise ElsrError(f"no '{PTE_METHOD}' method in this ExecuTorch program (it has {', '.join(sorted(names))})",
                             path=self.path, fix="pass a program written by 'elsr export --format executorch'")
