@@ -186,7 +186,8 @@ def _example(request: ExportRequest) -> tuple[torch.Tensor, dict | None]:
         return torch.zeros(request.fixed_shape, dtype=dtype), None
     height = torch.export.Dim("height", min=1, max=MAX_LR[0])
     width = torch.export.Dim("width", min=1, max=MAX_LR[1])
-    return torch.zeros(1, 3, *DEFAULT_FRAME, dtype=dtype), {"x": {2: height, 3: width}}
+    example = [min(side, bound) for side, bound in zip(DEFAULT_FRAME, MAX_LR)]
+    return torch.zeros(1, 3, *example, dtype=dtype), {"x": {2: height, 3: width}}
 
 
 def program_module(request: ExportRequest) -> nn.Module:
