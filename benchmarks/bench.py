@@ -16,6 +16,7 @@ from elsr.benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
 from elsr.benchmarks.paper import comparison, realtime_fraction
 from elsr.benchmarks.quality import QualityCache
 from elsr.benchmarks.readiness import readiness_rows
+from elsr.benchmarks.reliability import assess, load_average
 from elsr.benchmarks.results import BenchResult, Row
 from elsr.benchmarks.timing import measure
 from elsr.benchmarks.video import run_video
@@ -77,6 +78,7 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
         return Measured(row, False)
     x = np.random.default_rng(0).random((1, 3, *cfg.size), dtype=np.float32)
     reset_peak_rss()
+    row.load_before = load_average()
     try:
         runner: Upscaler = backend.build(plan.model, plan.threads)
         info = runner.info()
@@ -92,6 +94,7 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
         row.mean_ms, row.runs = latency.mean_ms, latency.runs
         fill_rates(row, info, machine, cfg.size)
         row.peak_rss_bytes, row.gpu_peak_bytes = peak_rss_bytes(), runner.gpu_peak_bytes()
+        row.load_after = load_average()
     except Exception as exc:  # noqa: BLE001
         row.status = failure(exc)
     finally:
@@ -139,22 +142,19 @@ def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
 
 def pick_video_rows(plans: list[RowPlan], rows: list[Row], patterns: list[str]) -> list[tuple[RowPlan, Row]]:
     """The rows the video mode runs: every ok one matching ``patterns`` (row names or backend names, globs);
-    by default one per backend: its row at the thread count `elsr upscale` gives a model beside the encoder
-    (video_model_threads), else its fastest."""
+    by default one: the fastest INT8 model at the thread count `elsr upscale` gives a model beside the encoder
+    (video_model_threads), as `elsr upscale` itself picks an INT8 model; without an INT8 row, the fastest row."""
     ok = [(plan, row) for plan, row in zip(plans, rows) if row.ok and plan.backend is not None]
     if patterns:
         return [(p, r) for p, r in ok if any(fnmatch.fnmatchcase(r.name, pattern)
                                              or fnmatch.fnmatchcase(r.backend, pattern) for pattern in patterns)]
     threads = video_model_threads()
 
-    def rank(row: Row) -> tuple[bool, float]:
-        return row.threads == threads, -(row.median_ms or float("inf"))
+    def rank(item: tuple[RowPlan, Row]) -> tuple[bool, bool, float]:
+        row = item[1]
+        return (row.precision or "").startswith("int8"), row.threads == threads, -(row.median_ms or float("inf"))
 
-    best: dict[str, tuple[RowPlan, Row]] = {}
-    for plan, row in ok:
-        if row.backend not in best or rank(row) > rank(best[row.backend][1]):
-            best[row.backend] = (plan, row)
-    return list(best.values())
+    return [max(ok, key=rank)] if ok else []
 
 
 def video_mode(cfg: BenchConfig, plans: list[RowPlan], rows: list[Row]) -> list[dict]:
@@ -216,6 +216,7 @@ def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> Be
         plans.append(plan)
         measured.append(item)
     rows = [item.row for item in measured]
+    assess(rows, machine.usable_cores)
     if cfg.data is not None:
         log.info("quality: elsr eval on %s", cfg.data)
         bicubic = add_quality(measured, QualityCache(cfg.data, cfg.convert))

@@ -26,7 +26,7 @@ from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_mode
 from elsr.export.ort_format import config_path, fix_input_shape, required_operators, write_ort
 from elsr.export.request import Exported, ExportRequest
 from elsr.io.files import write_bytes
-from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, model_metadata
+from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, artifact_name, model_metadata
 
 # --------------------------------------------------------------------------------------- exporters
 
@@ -129,8 +129,7 @@ class ExportFormat:
                                 fix=fix)
 
     def default_name(self, scale: int, int8: bool, io: str = "float", fp16: bool = False) -> Path:
-        precision = "_int8" if int8 else "_fp16" if fp16 else ""
-        return Path(f"elsr_x{scale}{precision}{tflite.TFLITE_IO[io].tag}{self.suffix}")
+        return artifact_name(scale, int8, self.suffix, tflite.TFLITE_IO[io].tag, fp16)
 
 
 def _ort_companions(out: Path) -> list[Path]:

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from elsr.data.datasets import open_training_data
-from elsr.data.validation import ValidationSet
-from elsr.errors import ElsrError
 from elsr.export.int8_debug import int8_matches_fake_quant, layer_sqnr
 from elsr.export.onnx_fp32 import export_onnx
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
 from elsr.export.ptq import quantize_ptq
+
+from elsr.data.datasets import TrainingSource, open_training_data
+from elsr.data.validation import ValidationSet
+from elsr.errors import ElsrError
 from elsr.io.files import write_text
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
@@ -24,7 +24,7 @@ from elsr.model.inference import resolve_device
 from elsr.quant.checkpoint import read_qat_checkpoint, save_qat_checkpoint
 from elsr.quant.params import quant_params
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
-from elsr.runtime.contract import model_metadata
+from elsr.runtime.contract import artifact_name, model_metadata
 from elsr.runtime.evaluate import EvalConfig, evaluate
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ METHODS = ("qat", "ptq")
 @dataclass
 class QuantizeConfig:
     weights: Path
-    out: Path
+    out: Path | None = None              # default: elsr_x{scale}_int8.onnx here
     method: str = "qat"
     train: Path | None = None            # training data (QAT fine-tuning and PTQ calibration)
     val: Path | None = None              # validation images (QAT model selection)
@@ -48,8 +48,7 @@ class QuantizeConfig:
     progress: bool = True
 
 
-def calibration_patches(cfg: QuantizeConfig, scale: int) -> list[np.ndarray]:
-    source = open_training_data(cfg.train, cfg.convert, workers=0)
+def calibration_patches(cfg: QuantizeConfig, source: TrainingSource, scale: int) -> list[np.ndarray]:
     batches = source.batches(scale, cfg.qat.patch_size, 1, cfg.calibration_images, (7, 7, 7))
     return [lr.numpy() for lr, _ in batches]
 
@@ -58,11 +57,12 @@ def quantize(cfg: QuantizeConfig) -> dict:
     """Run QAT or PTQ, write the INT8 model and its report; returns the report."""
     if cfg.method not in METHODS:
         raise ElsrError(f"unknown method {cfg.method!r}", fix=f"use one of {', '.join(METHODS)}")
-    if cfg.out.exists() and not cfg.overwrite:
-        raise ElsrError("output exists", path=cfg.out, fix="pass --overwrite or choose another --out")
     if cfg.train is None:
         raise ElsrError("--train is needed (QAT data and PTQ calibration images)")
     model, ckpt = load_model(cfg.weights)
+    out = cfg.out or artifact_name(model.scale, True, ".onnx")
+    if out.exists() and not cfg.overwrite:
+        raise ElsrError("output exists", path=out, fix="pass --overwrite or choose another --out")
     reused = read_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
     if cfg.method == "qat" and cfg.val is None:
         raise ElsrError("--val is needed for QAT (model selection)", fix="pass --val HR_FOLDER")
@@ -71,10 +71,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
     for folder in {*([cfg.val] if cfg.val else []), *eval_sets}:  # before anything is written
         list_images(folder)
-    out = cfg.out
     ptq_out = out if cfg.method == "ptq" else out.with_name(f"{out.stem}_ptq.onnx")
-    report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}}
-    patches = calibration_patches(cfg, scale)
+    report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}, "files": []}
+    source = open_training_data(cfg.train, cfg.convert)
+    patches = calibration_patches(cfg, source, scale)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_onnx = export_onnx(model, Path(tmp) / "fp32.onnx", meta=ckpt.get("meta"))
         quantize_ptq(fp32_onnx, ptq_out, patches)
@@ -83,10 +83,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
         if reused is not None:
             (qmodel, qat_meta), history = reused, []
         else:
-            source = open_training_data(cfg.train, cfg.convert)
             val = ValidationSet(cfg.val, cfg.convert)
             qmodel, history = train_qat(model, source, val, cfg.qat, device, cfg.progress)
             save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history, cfg.val)
+            report["files"].append(str(out.with_suffix(".qat.pt")))
             qat_meta = {"val": selected_metrics(history), "val_data": str(cfg.val)}
         report["qat_history"] = history
         metadata = {**model_metadata(model, "int8", qat_meta), "quantization": INT8_QUANTIZATION}
@@ -103,6 +103,8 @@ def quantize(cfg: QuantizeConfig) -> dict:
         report["eval"][str(data)] = {
             "bicubic": rows["fp32"]["mean"]["bicubic"],
             **{name: result["mean"]["model"] for name, result in rows.items()}}
+    report["files"] = [*report["models"].values(), *report["files"],
+                       *(str(out.with_suffix(suffix)) for suffix in (".report.json", ".report.md"))]
     write_text(out.with_suffix(".report.json"), json.dumps(report, indent=2))
     write_text(out.with_suffix(".report.md"), format_report(report))
     return report

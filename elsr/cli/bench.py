@@ -12,7 +12,7 @@ from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
 from elsr.benchmarks.report import format_report, write_markdown, write_outputs, write_video_section
 from elsr.cli.command import common_options, run_command, setup_logging
-from elsr.cli.options import check_checkpoint
+from elsr.cli.options import bundled_names, check_checkpoint
 from elsr.errors import ElsrError
 from elsr.io.video import CODECS, CONTAINERS, EncodeSettings
 from elsr.pretrained import model_path
@@ -25,10 +25,11 @@ def backends_help() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, metavar="CKPT",
-                        help="PyTorch checkpoint (or x2 / x4, a bundled one): the torch rows")
+                        help=f"PyTorch checkpoint (or a bundled one: {bundled_names(checkpoints=True)}): the torch "
+                             "rows")
     parser.add_argument("--onnx", "--models", type=model_path, nargs="+", default=[], dest="models", metavar="MODEL",
                         help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite; "
-                             "or bundled models' names (x4-onnx, x4-int8, x4-int8-ort)")
+                             f"or bundled models' names ({bundled_names(checkpoints=False)}) (default: none)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="HR images: PSNR/SSIM of each row as `elsr eval` reports it, plus a bicubic row")
     parser.add_argument("--size", default="180x320", metavar="HxW",
@@ -45,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time `elsr upscale` on a video (file, audio copied, or frame folder) to .mp4: "
                              "end to end, the encoder alone on the same frames with the same settings, and the split")
     parser.add_argument("--video-backend", nargs="+", default=[], metavar="NAME",
-                        help="rows for the video mode (row or backend names, globs; default: one per backend, at the "
-                             "thread count `elsr upscale` gives the model beside an encoder)")
+                        help="rows for the video mode (row or backend names, globs, e.g. '*' for all; default: the "
+                             "fastest INT8 row at the thread count `elsr upscale` gives the model beside an encoder)")
     parser.add_argument("--video-frames", type=int, default=0, metavar="N", help="use the first N frames (0: all)")
     parser.add_argument("--video-codec", choices=list(CODECS), default=None,
                         help=f"video codec (default: {CONTAINERS['.mp4'].codec}, as `elsr upscale` writes .mp4)")

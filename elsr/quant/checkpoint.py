@@ -20,7 +20,7 @@ def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict], val_data: 
     """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again; with the QAT
     history and, in ``meta``, the returned model's own validation scores on ``val_data``."""
     meta = {"val": selected_metrics(history), **({"val_data": str(val_data)} if val_data else {})}
-    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(),
+    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(), "split": qmodel.split,
                "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history,
                "meta": meta}
     with atomic_path(path) as tmp:
@@ -33,7 +33,7 @@ def read_qat_checkpoint(path) -> tuple[QuantELSR, dict]:
     ckpt = load_safely(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != QAT_FORMAT:
         raise ElsrError("not a QAT checkpoint", path=path, fix="pass the .qat.pt written by 'elsr quantize'")
-    qmodel = QuantELSR(ELSR(ModelConfig.from_dict(ckpt["arch"])))
+    qmodel = QuantELSR(ELSR(ModelConfig.from_dict(ckpt["arch"])), split=ckpt.get("split") is True)
     state = {**qmodel.state_dict(), **ckpt["model"]}  # checkpoints from before learned ranges lack their keys
     if set(state) != set(qmodel.state_dict()):
         raise ElsrError("QAT checkpoint does not fit this ELSR model", path=path, fix="run 'elsr quantize' again")

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from elsr.model.network import ELSR, count_parameters
 from elsr.provenance import provenance
 
@@ -21,6 +23,7 @@ PTE_METHOD = "forward"                 # the method of a .pte that upscales
 PTE_METADATA_METHOD = "elsr_metadata"  # its constant method returning our metadata as UTF-8 JSON bytes (uint8)
 COREML_FORMAT_TAG = "elsr-coreml"      # metadata 'format' of Core ML models
 PRECISIONS = ("fp32", "fp16", "int8")
+COPIES_KEY = "int8_copies"             # metadata of INT8 files: 2 when the skip path is split (elsr.quant.fake_quant)
 
 
 def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = None) -> dict[str, str]:
@@ -31,13 +34,20 @@ def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = Non
         "format": ONNX_FORMAT_TAG, "scale": model.scale, "value_range": "0..1", "channel_order": "RGB",
         "layout": "NCHW", "input": INPUT_NAME, "output": OUTPUT_NAME, "precision": precision,
         "parameters": count_parameters(model)}
-    psnr_y = (meta.get("val") or {}).get("psnr_y")
-    if psnr_y is not None:
-        fields["psnr_y"] = f"{psnr_y:.4f}"
+    for key in ("psnr_y", "psnr_rgb"):
+        value = (meta.get("val") or {}).get(key)
+        if value is not None:
+            fields[key] = f"{value:.4f}"
     if meta.get("val_data"):
         fields["psnr_data"] = meta["val_data"]
     fields.update(provenance())
     return {key: str(value) for key, value in fields.items()}
+
+
+def artifact_name(scale: int, int8: bool, suffix: str, tag: str = "", fp16: bool = False) -> Path:
+    """The default file name of an exported model: elsr_x4.onnx, elsr_x4_int8.onnx, elsr_x4_int8_int8io.tflite,
+    elsr_x4_fp16.mlpackage."""
+    return Path(f"elsr_x{scale}{'_int8' if int8 else '_fp16' if fp16 else ''}{tag}{suffix}")
 
 
 def positive_int(value: str | None) -> int | None:
