@@ -6,7 +6,8 @@ times 1/255, the output times 255 and clipped to [0, 255]). Precisions:
 
 - FP32 and FP16 (``--fp16``: Core ML computes in float16, casts at the ends; what the Neural Engine runs);
 - INT8 (``--int8``, from our QAT result): the weights are ``constexpr_affine_dequantize`` of our int8
-  per-channel integers and scales, the biases our int32 ones times their scales, and every activation our QAT
+  per-channel integers and scales (the integer graph's convs: on a split skip path two copies per hidden
+  channel on head, body_conv2 and the add, as in every INT8 artifact), the biases our int32 ones times their scales, and every activation our QAT
   quantizes passes a ``quantize`` (uint8, our scale and zero point) and ``dequantize`` pair: the W8A8 form
   coremltools' own ``linear_quantize_activations`` writes, which Core ML runs with int8 arithmetic where the
   hardware has it (A17 Pro, M4 and later), and which computes exactly our fake-quant model. coremltools can
@@ -36,7 +37,7 @@ from elsr.export.request import ExportRequest
 from elsr.io.files import atomic_folder
 from elsr.model.network import DEFAULT_FRAME, MIN_LR_SIDE, ELSR
 from elsr.quant.params import QuantParams
-from elsr.runtime.contract import COREML_FORMAT_TAG, INPUT_NAME, OUTPUT_NAME, model_metadata
+from elsr.runtime.contract import COPIES_KEY, COREML_FORMAT_TAG, INPUT_NAME, OUTPUT_NAME, model_metadata
 from elsr.runtime.coreml_model import import_coremltools, quiet
 
 MAX_LR = (540, 960)                    # the largest LR image (4K UHD out), as the ExecuTorch program's bound
@@ -65,9 +66,11 @@ def fp32_layers(model: ELSR) -> dict[str, Layer]:
 
 
 def int8_layers(params: QuantParams) -> dict[str, Layer]:
-    """Our QAT integers: int8 weights with their scales; biases int32 x scale (exact in float64, then float32)."""
+    """Our QAT integers as the integer graph holds them (``integer_convs``: on a split skip path head and
+    body_conv2 give each hidden channel twice, body_conv1 and tail take both copies): int8 weights with their
+    scales; biases int32 x scale (exact in float64, then float32)."""
     return {name: Layer(c.weight.astype(np.int8), (c.bias.astype(np.float64) * c.bias_scale).astype(np.float32),
-                        c.weight_scale.astype(np.float32)) for name, c in params.convs.items()}
+                        c.weight_scale.astype(np.float32)) for name, c in params.integer_convs().items()}
 
 
 class _Program:
@@ -117,6 +120,7 @@ def coreml_metadata(request: ExportRequest) -> dict[str, str]:
     if request.int8:
         meta["quantization"] = ("qat; int8 per-channel weights (constexpr_affine_dequantize), uint8 activations "
                                 "(quantize/dequantize with our ranges)")
+        meta[COPIES_KEY] = str(request.quant_params.copies)
     return meta
 
 

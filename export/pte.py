@@ -1,6 +1,7 @@
 """ExecuTorch programs (.pte) of ELSR: ``torch.export``, lowered to the XNNPACK delegate, written with our metadata.
 
-FP32: the network itself. INT8: the integer model of our QAT result (``elsr.quant.params.QuantParams``), written
+FP32: the network itself. INT8: the integer model of our QAT result (``elsr.quant.params.QuantParams``, its convs
+as ``integer_convs()`` gives them: on a split skip path two int8 copies per hidden channel), written
 as the quantize/dequantize graph that PT2E quantization produces, but with our int8 per-channel weights, int32
 biases (given as the exact float ``bias * bias_scale``, which XNNPACK quantizes back to the same integers) and
 activation ranges, so there is no new calibration: the same integer model as the INT8 ONNX and TFLite files
@@ -51,7 +52,8 @@ from elsr.export.request import ExportRequest
 from elsr.export.tflite import INT8_SHIFT
 from elsr.model.network import DEFAULT_FRAME, ELSR
 from elsr.quant.params import QuantParams
-from elsr.runtime.contract import INPUT_NAME, OUTPUT_NAME, PTE_FORMAT_TAG, PTE_METADATA_METHOD, model_metadata
+from elsr.runtime.contract import (COPIES_KEY, INPUT_NAME, OUTPUT_NAME, PTE_FORMAT_TAG, PTE_METADATA_METHOD,
+                                   model_metadata)
 from elsr.runtime.pte_model import import_executorch
 
 MAX_LR = (540, 960)           # the largest LR frame a dynamic program takes (its memory plan's bound): 4K UHD out
@@ -119,7 +121,7 @@ class Int8Program(nn.Module):
         super().__init__()
         self.io, self.scale = io, params.config.scale
         self.act = {name: (float(np.float32(s)), int(z) - INT8_SHIFT) for name, (s, z) in params.activations.items()}
-        for name, conv in params.convs.items():
+        for name, conv in params.integer_convs().items():   # split: the skip path's two copies per channel
             self.register_buffer(f"{name}_w", torch.from_numpy(conv.weight.astype(np.int8)))
             self.register_buffer(f"{name}_w_scale", torch.from_numpy(conv.weight_scale.astype(np.float32)))
             self.register_buffer(f"{name}_w_zero", torch.zeros(len(conv.weight_scale), dtype=torch.int64))
@@ -155,6 +157,8 @@ class Int8Program(nn.Module):
         return self.q(y, "body_act")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The integer graph; on a split skip path head, body_conv2 and the add hold each hidden channel twice and
+        the add adds copy i of the head to copy i of body_conv2 (elementwise, as QuantELSR(split=True))."""
         x = x if self.io == "int8" else self.q(x, "input")   # int8 pixels are the input range's integers
         head = self.conv(x, "input", "head")
         c2 = self.conv(self.activation(self.conv(head, "head", "body_conv1")), "body_act", "body_conv2")
@@ -267,6 +271,7 @@ def pte_metadata(request: ExportRequest) -> dict[str, str]:
     if request.int8:
         meta["quantization"] = ("qat; int8 per-channel weights, int32 biases, int8 activations "
                                 "(our uint8 ranges shifted by 128)")
+        meta[COPIES_KEY] = str(request.quant_params.copies)
     return meta
 
 

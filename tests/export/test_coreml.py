@@ -17,6 +17,7 @@ from elsr.model.network import ELSR, ModelConfig
 from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
+from elsr.runtime.contract import COPIES_KEY
 from tests.helpers import image_folder
 
 pytest.importorskip("coremltools", reason="the coreml extra is not installed (pip install 'elsr[coreml]')")
@@ -31,13 +32,16 @@ def files(tmp_path_factory):
     torch.manual_seed(0)
     model = ELSR(ModelConfig(scale=4)).eval()
     save_checkpoint(root / "model.pt", model)
-    qmodel = QuantELSR(model).train()
-    with torch.no_grad():
-        for _ in range(3):
-            qmodel(torch.rand(2, 3, 16, 16))
-    qmodel.freeze_observers()
-    save_qat_checkpoint(root / "model.qat.pt", qmodel.eval(), [])
-    return {"root": root, "model": model, "qmodel": qmodel,
+    qmodels = {}
+    for name, split in (("model", False), ("split", True)):   # --no-split, and the default of new QAT
+        qmodel = QuantELSR(model, split=split).train()
+        with torch.no_grad():
+            for _ in range(3):
+                qmodel(torch.rand(2, 3, 16, 16))
+        qmodel.freeze_observers()
+        save_qat_checkpoint(root / f"{name}.qat.pt", qmodel.eval(), [])
+        qmodels[name] = qmodel
+    return {"root": root, "model": model, "qmodels": qmodels,
             "hr": image_folder(root / "hr", np.random.default_rng(0), 1, (48, 48))}
 
 
@@ -67,14 +71,19 @@ def test_float_packages_hold_our_weights_and_image_io(files, capsys, precision, 
     assert np.abs(report.weights["head"].astype(np.float32) - weight).max() <= (1e-3 if precision == "fp16" else 0)
 
 
-def test_int8_package_holds_our_qat_integers_and_ranges(files, capsys):
-    printed, out = export(files, capsys, "int8", "--int8", "--qat-checkpoint", str(files["root"] / "model.qat.pt"))
+@pytest.mark.parametrize("qat", ["model", "split"])
+def test_int8_package_holds_our_qat_integers_and_ranges(files, capsys, qat):
+    printed, out = export(files, capsys, f"int8_{qat}", "--int8", "--qat-checkpoint",
+                          str(files["root"] / f"{qat}.qat.pt"))
     assert "Core ML program (29 operators): mul x2, quantize x7, dequantize x8, constexpr_affine_dequantize x4" in printed
     assert printed.count("int8 weights and scales equal to our QAT integers") == 4
     assert "the same integer function as our QAT ranges" in printed
     report = coreml.inspect_package(out)
-    params = quant_params(files["qmodel"])
-    for name, conv in params.convs.items():
+    params = quant_params(files["qmodels"][qat])
+    assert params.split == (qat == "split") and report.metadata[COPIES_KEY] == str(params.copies)
+    c = files["model"].config.channels * params.copies   # the skip path's channels: two copies when split
+    assert report.weights["head"].shape[0] == c and report.weights["tail"].shape[1] == c
+    for name, conv in params.integer_convs().items():
         assert report.weights[name].dtype == np.int8 and np.array_equal(report.weights[name], conv.weight)
         assert np.array_equal(report.weight_scales[name], conv.weight_scale)
     assert report.activations["head"] == (float(np.float32(params.activations["head"][0])),

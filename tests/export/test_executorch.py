@@ -20,7 +20,7 @@ from elsr.model.network import ELSR, ModelConfig
 from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
-from elsr.runtime.contract import model_metadata
+from elsr.runtime.contract import COPIES_KEY, model_metadata
 from elsr.runtime.loaders import load_upscaler
 from tests.helpers import image_folder, smooth_image
 
@@ -40,23 +40,31 @@ def files(tmp_path_factory):
     with torch.no_grad():
         model.body_act.weight.fill_(0.2)
     save_checkpoint(root / "model.pt", model)
-    qmodel = QuantELSR(model).train()
-    with torch.no_grad():
-        for _ in range(3):
-            qmodel(torch.rand(2, 3, 16, 16))
-    qmodel.freeze_observers()
-    qmodel.eval()
+    qmodel = calibrated(QuantELSR(model))   # --no-split: one copy
     save_qat_checkpoint(root / "model.qat.pt", qmodel, [])
     save_model(build_int8_model(quant_params(qmodel), {**model_metadata(model, "int8"), "quantization": "qat; qdq"}),
                root / "int8.onnx")
+    split = calibrated(QuantELSR(model, split=True))   # the default of new QAT: two copies on the skip path
+    save_model(build_int8_model(quant_params(split), {**model_metadata(model, "int8"), "quantization": "qat; qdq"}),
+               root / "int8_split.onnx")
     rng = np.random.default_rng(0)
     images = image_folder(root / "images", rng, 2, (24, 32))
     for name, extra in (("fp32", []), ("int8", ["--int8", "--qat-checkpoint", str(root / "model.qat.pt")]),
                         ("int8_int8io", ["--int8", "--qat-checkpoint", str(root / "int8.onnx"), "--int8-io"]),
+                        ("int8_split", ["--int8", "--qat-checkpoint", str(root / "int8_split.onnx")]),
                         ("fp32_fixed", ["--fixed-shape", "1x3x24x32"])):
         assert main(["export", "--weights", str(root / "model.pt"), "--format", "executorch", "--out",
                      str(root / f"{name}.pte"), "--check-images", str(images), *extra]) == 0
-    return {"root": root, "model": model, "qmodel": qmodel, "images": images}
+    return {"root": root, "model": model, "qmodel": qmodel, "split": split, "images": images}
+
+
+def calibrated(qmodel: QuantELSR) -> QuantELSR:
+    qmodel.train()
+    with torch.no_grad():
+        for _ in range(3):
+            qmodel(torch.rand(2, 3, 16, 16))
+    qmodel.freeze_observers()
+    return qmodel.eval()
 
 
 def exported(files, capsys, name: str, *extra: str) -> str:
@@ -112,19 +120,36 @@ def test_fixed_shape_puts_every_operator_in_one_partition(files):
     assert np.abs(upscaler(lr).astype(int) - super_resolve(files["model"], lr).astype(int)).max() <= 1
 
 
-def test_int8_program_is_the_qat_integer_model(files):
-    """Against the fake-quant model and the INT8 ONNX from the same QAT parameters: XNNPACK's int8 LeakyRelu
-    (8-bit multipliers) leaves some pixels a level or two away, never more than a few."""
+@pytest.mark.parametrize("name, reference, onnx_file, copies", [("int8", "qmodel", "int8.onnx", 1),
+                                                                  ("int8_split", "split", "int8_split.onnx", 2)])
+def test_int8_program_is_the_qat_integer_model(files, name, reference, onnx_file, copies):
+    """Against the fake-quant model and the INT8 ONNX from the same QAT parameters, with one copy of the skip path
+    (--no-split) and with two (split, the default): XNNPACK's int8 LeakyRelu (8-bit multipliers) leaves some
+    pixels a level or two away, never more than a few."""
     x = np.round(np.random.default_rng(3).random((1, 3, 40, 48), dtype=np.float32) * 255) / 255
     with torch.no_grad():
-        qat = files["qmodel"](torch.from_numpy(x)).numpy()
-    program = load_upscaler(files["root"] / "int8.pte").run_array(x)
-    onnx_int8 = load_upscaler(files["root"] / "int8.onnx").run_array(x)
+        qat = files[reference](torch.from_numpy(x)).numpy()
+    upscaler = load_upscaler(files["root"] / f"{name}.pte")
+    program = upscaler.run_array(x)
+    onnx_int8 = load_upscaler(files["root"] / onnx_file).run_array(x)
     for ref in (qat, onnx_int8):
         levels = np.abs(program - ref) * 255
         assert levels.max() <= 4 and (levels < 1e-3).mean() > 0.5 and (levels <= 1 + 1e-3).mean() > 0.95
     assert np.allclose(program * 255, np.round(program * 255), atol=1e-3)   # outputs on the pixel grid
-    assert load_upscaler(files["root"] / "int8.pte").info().precision == "int8 qat, float32 I/O"
+    assert upscaler.info().precision == "int8 qat, float32 I/O"
+    assert upscaler.model.metadata[COPIES_KEY] == str(copies)
+
+
+def test_split_program_holds_two_copies_of_the_skip_path(files):
+    """The program's int8 weights are the integer graph's (integer_convs): head and body_conv2 with twice the
+    output channels, body_conv1 and tail with twice the input channels."""
+    params = quant_params(files["split"])
+    module = pte.program_module(ExportRequest(files["model"], qmodel=files["split"], params=params))
+    c = files["model"].config.channels
+    assert tuple(module.head_w.shape) == (2 * c, 3, 3, 3) and tuple(module.body_conv2_w.shape) == (2 * c, c, 3, 3)
+    assert tuple(module.body_conv1_w.shape) == (c, 2 * c, 3, 3) and module.tail_w.shape[1] == 2 * c
+    for name, conv in params.integer_convs().items():
+        assert np.array_equal(getattr(module, f"{name}_w").numpy(), conv.weight)
 
 
 def test_int8_io_takes_and_gives_bytes_minus_128(files):
