@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, required=True,
                         help=f"checkpoint to export (model.pt), or a bundled one: {bundled_names(checkpoints=True)}")
     parser.add_argument("--out", type=Path,
-                        help=f"output file (default: elsr_x{{scale}}[_int8|_fp16][{'|'.join(io.tag for io in TFLITE_IO.values() if io.tag)}]"
-                             f".{{{','.join(f.suffix[1:] for f in FORMATS.values())}}} here)")
+                        help=f"output file (default: elsr_x{{scale}}[_int8 | _fp16]"
+                             f"[{' | '.join(io.tag for io in TFLITE_IO.values() if io.tag)}]"
+                             f".{{{', '.join(f.suffix[1:] for f in FORMATS.values())}}} here)")
     parser.add_argument("--format", default="onnx", choices=list(FORMATS),
                         help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
                         + " (default: %(default)s)")
