@@ -115,7 +115,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("tflite", "tflite", loader(TfliteUpscaler), no_tflite,
             description="LiteRT (TFLite) interpreter, CPU, XNNPACK: FP32/INT8 .tflite, float or uint8 I/O"),
     Backend("executorch", "executorch", loader(PteUpscaler), no_executorch, own_process=True,
-            description="ExecuTorch runtime, CPU, XNNPACK delegate: FP32/INT8 .pte, float or uint8 I/O; each thread "
+            description="ExecuTorch runtime, CPU, XNNPACK delegate: FP32/INT8 .pte, float or int8 I/O; each thread "
                         "count in its own process (its thread pool cannot be resized once a program is loaded)"),
     Backend("coreml", "coreml", loader(CoremlUpscaler), no_coreml, threaded=False,
             description="Core ML through coremltools (macOS only): .mlpackage, RGB images in and out"),
