@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,11 @@ from elsr.benchmarks.timing import cuda_ms, wall_ms
 from elsr.errors import ElsrError
 from elsr.runtime.base import Upscaler
 from elsr.runtime.loaders import runtime_named
+from elsr.runtime.coreml_model import EXTRA_HINT as COREML_HINT
+from elsr.runtime.coreml_model import NOT_HERE, CoremlUpscaler, coreml_runs_here, coremltools_available
 from elsr.runtime.onnx_model import CUDA_PROVIDER, OnnxUpscaler
+from elsr.runtime.pte_model import EXTRA_HINT as EXECUTORCH_HINT
+from elsr.runtime.pte_model import PteUpscaler, executorch_available
 from elsr.runtime.pytorch_model import TorchUpscaler
 from elsr.runtime.tflite_model import TfliteUpscaler, litert_available
 
@@ -57,6 +62,17 @@ def no_tflite() -> str | None:
     return None if litert_available() else "no TFLite interpreter (pip install 'elsr[tflite]')"
 
 
+def no_executorch() -> str | None:
+    return None if executorch_available() else f"no ExecuTorch runtime ({EXECUTORCH_HINT})"
+
+
+def no_coreml() -> str | None:
+    if coreml_runs_here():
+        return None
+    return f"{NOT_HERE} (macOS, iOS)" if coremltools_available() or platform.system() != "Darwin" else \
+        f"no coremltools ({COREML_HINT})"
+
+
 @dataclass(frozen=True)
 class Backend:
     """One way to run a model: ``build(path, threads)`` loads it; ``unavailable()`` gives a reason or None."""
@@ -69,6 +85,8 @@ class Backend:
     default: bool = True                          # part of the default selection
     timer: Callable[[Callable[[], Any]], float] = wall_ms   # how one run is timed
     description: str = ""
+    own_process: bool = False                     # each row in a fresh process (a runtime whose thread count is
+                                                  # fixed once a model is loaded)
 
     @property
     def suffixes(self) -> tuple[str, ...]:
@@ -96,6 +114,11 @@ BACKENDS: tuple[Backend, ...] = (
             description="onnxruntime CUDA execution provider"),
     Backend("tflite", "tflite", loader(TfliteUpscaler), no_tflite,
             description="LiteRT (TFLite) interpreter, CPU, XNNPACK: FP32/INT8 .tflite, float or uint8 I/O"),
+    Backend("executorch", "executorch", loader(PteUpscaler), no_executorch, own_process=True,
+            description="ExecuTorch runtime, CPU, XNNPACK delegate: FP32/INT8 .pte, float or int8 I/O; each thread "
+                        "count in its own process (its thread pool cannot be resized once a program is loaded)"),
+    Backend("coreml", "coreml", loader(CoremlUpscaler), no_coreml, threaded=False,
+            description="Core ML through coremltools (macOS only): .mlpackage, RGB images in and out"),
 )
 
 
@@ -143,7 +166,7 @@ def plan_rows(files: list[Path], patterns: list[str], threads: list[int],
             plans.append(RowPlan(backend, None, status=f"skipped: {reason}"))
             continue
         for path in taken:
-            if not path.is_file():
+            if not path.exists():
                 plans.append(RowPlan(backend, path, status="failed: no such file"))
             else:
                 plans += [RowPlan(backend, path, t) for t in (threads if backend.threaded else [None])]

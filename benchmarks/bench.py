@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,23 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
     return Measured(row, True, eval_target(plan, runner, info))
 
 
+def _measure_by_name(backend: str, model: Path, threads: int | None, cfg: BenchConfig, machine: Machine) -> Measured:
+    """measure_row in a child process: the plan rebuilt from the backend's name (the table holds functions)."""
+    plan = RowPlan(next(b for b in BACKENDS if b.name == backend), model, threads)
+    return measure_row(plan, cfg, machine)
+
+
+def measure_in_own_process(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
+    """measure_row in a fresh process (spawned: nothing of this one's runtimes carried over)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        try:
+            return pool.apply(_measure_by_name, (plan.backend.name, plan.model, plan.threads, cfg, machine))
+        except Exception as exc:  # noqa: BLE001 - a child that dies or cannot send its row back is a row too
+            row = Row(plan.name, plan.backend.name, plan.backend.kind, str(plan.model), status=failure(exc),
+                      input_shape="1x3x{}x{}".format(*cfg.size))
+            return Measured(row, False)
+
+
 def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
     """PSNR/SSIM of every ok row from `elsr eval`'s means; returns the bicubic reference row."""
     for item in measured:
@@ -189,7 +207,8 @@ def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> Be
     for plan in plan_rows(cfg.files, cfg.backends, cfg.threads, table):
         if plan.backend and (plan.backend.name, plan.model) in broken:
             continue
-        item = measure_row(plan, cfg, machine)
+        isolated = plan.backend is not None and plan.backend.own_process and not plan.status
+        item = (measure_in_own_process if isolated else measure_row)(plan, cfg, machine)
         row = item.row
         if not item.loaded and not plan.status:
             broken.add((row.backend, plan.model))

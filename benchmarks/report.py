@@ -200,8 +200,9 @@ BENCHMARKS_TITLE = "# ELSR benchmarks"
 BENCH_SECTION = "runtimes"
 
 
-def benchmarks_markdown(result: BenchResult) -> str:
-    """The runtime section of BENCHMARKS.md: machine, table, notes, delegate readiness, and the command."""
+def benchmarks_markdown(result: BenchResult, section: str = BENCH_SECTION) -> str:
+    """A runtime section of BENCHMARKS.md: machine, table, notes, delegate readiness, and the command. The main
+    one is ``runtimes``; another name (``--markdown-section``) is a section of its own, titled with it."""
     s = result.settings
     readiness = ["### Which phone accelerators take each file whole", "",
                  "onnxruntime's mobile checker per execution provider (nodes it takes and the partitions they form, "
@@ -209,14 +210,15 @@ def benchmarks_markdown(result: BenchResult) -> str:
                  "itself), and the operators LiteRT's default XNNPACK delegate takes with the float32 tensors left:",
                  "", readiness_table(result.readiness), ""] if result.readiness else []
     return "\n".join([
-        "## Runtimes: latency, memory and quality", "",
+        "## Runtimes: latency, memory and quality" if section == BENCH_SECTION else f"## Runtimes: {section}", "",
         f"Machine: {result.machine.line()}.", "",
         f"Threads used: {', '.join(map(str, s['threads']))}; input {s['input_shape']}; "
         f"{s['warmup']} warm-up + {s['runs']} timed runs per row.", "",
         markdown_table(result.rows), "",
         *notes(result), "",
         *readiness,
-        "Regenerate with (the models come from the commands in README.md, section Reproduce):", "", "```bash",
+        f"Regenerate with (the models come from the commands in README.md, section "
+        f"{'Reproduce' if section == BENCH_SECTION else section}):", "", "```bash",
         s["command"] or "python -m elsr.benchmarks", "```", ""])
 
 
@@ -228,10 +230,10 @@ def video_section(result: BenchResult) -> str:
         "Written by:", "", "```bash", result.settings["command"] or "python -m elsr.benchmarks", "```", ""])
 
 
-def write_markdown(result: BenchResult, path: Path) -> None:
-    """Write (or rewrite) the runtime section of a BENCHMARKS.md-style file, and its video section when the run
-    timed a video; its other sections stay."""
-    write_section(path, BENCH_SECTION, benchmarks_markdown(result), BENCHMARKS_TITLE)
+def write_markdown(result: BenchResult, path: Path, section: str = BENCH_SECTION) -> None:
+    """Write (or rewrite) the runtime section ``section`` of a BENCHMARKS.md-style file, and its video section
+    when the run timed a video; its other sections stay."""
+    write_section(path, section, benchmarks_markdown(result, section), BENCHMARKS_TITLE)
     if result.video:
         write_video_section(result, path)
 

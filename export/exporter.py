@@ -4,6 +4,7 @@ validated in its own runtime before it is called done."""
 from __future__ import annotations
 
 import logging
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,7 @@ from elsr.export.formats import FORMATS, ExportFormat
 from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES
 from elsr.export.onnx_int8 import load_int8_source
 from elsr.export.request import ExportRequest
+from elsr.io.files import disk_bytes, remove_output
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
 from elsr.model.inference import resolve_device
@@ -26,6 +28,7 @@ from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import QuantParams
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
+from elsr.runtime.loaders import runtime_named
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ class ExportConfig:
     val: Path | None = None
     qat: QATConfig = field(default_factory=QATConfig)
     fixed_shape: tuple[int, int, int, int] | None = None   # NCHW
-    io: str = "float"                               # TFLite: the tensors at the ends (elsr.export.tflite.TFLITE_IO)
+    io: str = "float"                               # TFLite/ExecuTorch: the tensors at the ends (the format's io_modes)
+    fp16: bool = False                              # Core ML: compute in float16
     opset: int | None = None
     scale: int | None = None                        # expected scale (must match the checkpoint)
     check_images: Path | None = None                # parity also on up to MAX_CHECK_IMAGES of these
@@ -70,11 +74,21 @@ def _check_options(cfg: ExportConfig, fmt: ExportFormat) -> None:
     fmt.ensure_available()
     if cfg.io not in fmt.io_modes:
         raise ElsrError(f"--format {fmt.name} cannot have {cfg.io} tensors at its ends (--io {cfg.io})",
-                        fix=f"use --format tflite for pixel I/O; {fmt.name} takes {', '.join(fmt.io_modes)}")
+                        fix=f"--format {fmt.name} takes --io {' or '.join(fmt.io_modes)}; tflite and executorch take "
+                            f"pixel I/O")
     if cfg.opset is not None and (cfg.int8 or not fmt.opset):
         raise ElsrError("--opset applies to FP32 ONNX and ORT exports only", fix="leave --opset out")
     if not cfg.int8 and (cfg.qat_checkpoint or cfg.train):
         raise ElsrError("--qat-checkpoint and --train are for INT8 exports", fix="add --int8")
+    if cfg.fp16 and (cfg.int8 or "fp16" not in fmt.precisions):
+        raise ElsrError(f"--fp16 is for FP32 weights in formats that compute in float16 (--format {fmt.name}"
+                        f"{' --int8' if cfg.int8 else ''} asked)",
+                        fix=f"use --format {' or '.join(f.name for f in FORMATS.values() if 'fp16' in f.precisions)}"
+                            " without --int8")
+    if cfg.validate and not runtime_named(fmt.runtime).available():
+        raise ElsrError(f"--validate runs the model, and {fmt.runtime} models do not run on this machine "
+                        f"({platform.system()})", fix="leave --validate out; validate an .onnx, .tflite or .pte "
+                                                      "export of the same weights")
 
 
 def _outputs(cfg: ExportConfig, fmt: ExportFormat, out: Path) -> None:
@@ -127,16 +141,16 @@ def export_model(cfg: ExportConfig, emit: Callable[[str], None] = log.info) -> P
     fmt = FORMATS[cfg.format]
     _check_options(cfg, fmt)
     model, ckpt = load_model(cfg.weights, cfg.scale)
-    out = cfg.out or fmt.default_name(model.scale, cfg.int8, cfg.io)
+    out = cfg.out or fmt.default_name(model.scale, cfg.int8, cfg.io, cfg.fp16)
     _outputs(cfg, fmt, out)
     images = list_images(cfg.check_images)[:MAX_CHECK_IMAGES] if cfg.check_images else []
     for data in cfg.validate:
         list_images(data)  # a missing folder fails now, not after QAT
     qmodel, params, int8_meta = qat_model(cfg, model, out, emit) if cfg.int8 else (None, None, {})
     request = ExportRequest(model, ckpt.get("meta") or {}, qmodel, params, cfg.fixed_shape, cfg.io, cfg.opset,
-                            images, int8_meta)
+                            images, int8_meta, cfg.fp16)
     exported = fmt.export(request, out)
-    emit(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, {fmt.name}, {request.precision}, x{model.scale})"
+    emit(f"wrote {out} ({disk_bytes(out) / 1024:.1f} KiB, {fmt.name}, {request.precision}, x{model.scale})"
          + "".join(f", {p}" for p in exported.files[1:]))
     for line in exported.lines:
         emit(line)
@@ -145,7 +159,7 @@ def export_model(cfg: ExportConfig, emit: Callable[[str], None] = log.info) -> P
             emit(line)
     except ElsrError as exc:
         for path in exported.files:
-            path.unlink(missing_ok=True)
+            remove_output(path)
         raise ElsrError(f"{exc.problem}; the file was removed", path=out, fix=exc.fix) from exc
     for data in cfg.validate:
         emit(format_validation(out, fmt.validate(out, model, data, cfg.convert)))

@@ -3,8 +3,8 @@ and the benchmark row that times it.
 
 Each row knows its name (``--format``), file suffix, the optional package it needs and the pip extra
 that installs it, its exporter, its checker and validator (both run the artifact in its own runtime,
-which ``elsr.runtime.loaders`` picks by suffix: onnxruntime for ``.onnx`` and ``.ort``, the LiteRT
-interpreter for ``.tflite``) and the benchmark backend that times it.
+which ``elsr.runtime.loaders`` picks by content: onnxruntime for ``.onnx`` and ``.ort``, the LiteRT
+interpreter for ``.tflite``, ExecuTorch's runtime for ``.pte``) and the benchmark backend that times it.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from typing import Callable
 import onnx
 
 from elsr.errors import ElsrError
-from elsr.export import tflite
+from elsr.export import coreml, pte, tflite
 from elsr.export.checks import check_artifact, validate
 from elsr.export.delegates import onnx_readiness, tflite_readiness
 from elsr.export.onnx_fp32 import export_onnx, onnx_opset
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
 from elsr.export.ort_format import config_path, fix_input_shape, required_operators, write_ort
 from elsr.export.request import Exported, ExportRequest
+from elsr.io.files import write_bytes
 from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, artifact_name, model_metadata
 
 # --------------------------------------------------------------------------------------- exporters
@@ -80,6 +81,23 @@ def export_tflite_file(request: ExportRequest, out: Path) -> Exported:
     return Exported([out], [*lines, *(f"LiteRT: {line}" for line in tflite_readiness(out).lines())])
 
 
+def export_pte_file(request: ExportRequest, out: Path) -> Exported:
+    program, delegation = pte.pte_program(request)
+    write_bytes(out, program.buffer)
+    meta = pte.pte_metadata(request)
+    lines = [f"ExecuTorch contract: input {meta['contract_input']}", f"ExecuTorch contract: output {meta['contract_output']}",
+             *(f"ExecuTorch {line}" for line in delegation.lines())]
+    return Exported([out], lines)
+
+
+def export_coreml_file(request: ExportRequest, out: Path) -> Exported:
+    coreml.save_package(coreml.coreml_model(request), out)
+    meta = coreml.coreml_metadata(request)
+    return Exported([out], [f"Core ML contract: input {meta['contract_input']}",
+                            f"Core ML contract: output {meta['contract_output']}",
+                            f"Core ML: ML Program, {request.precision}, deployment target {coreml.DEPLOYMENT_TARGET}"])
+
+
 # ------------------------------------------------------------------------------------------- table
 
 
@@ -100,6 +118,7 @@ class ExportFormat:
     companions: Callable[[Path], list[Path]] = lambda out: []  # other files the export writes
     io_modes: tuple[str, ...] = ("float",)                # the tensors it can have at its ends
     opset: bool = True                                    # --opset applies
+    precisions: tuple[str, ...] = ("fp32", "int8")        # what it writes (fp16 with --fp16)
 
     def ensure_available(self) -> None:
         """A one-line ElsrError naming the missing package and the extra to install, if any."""
@@ -109,8 +128,8 @@ class ExportFormat:
                 raise ElsrError(f"--format {self.name} needs the optional package {module.replace('_', '-')!r}",
                                 fix=fix)
 
-    def default_name(self, scale: int, int8: bool, io: str = "float") -> Path:
-        return artifact_name(scale, int8, self.suffix, tflite.TFLITE_IO[io].tag)
+    def default_name(self, scale: int, int8: bool, io: str = "float", fp16: bool = False) -> Path:
+        return artifact_name(scale, int8, self.suffix, tflite.TFLITE_IO[io].tag, fp16)
 
 
 def _ort_companions(out: Path) -> list[Path]:
@@ -126,5 +145,13 @@ FORMATS: dict[str, ExportFormat] = {
     "tflite": ExportFormat("tflite", ".tflite", "TFLite/LiteRT, NHWC (FP32, or INT8 from QAT with --int8)",
                            export_tflite_file, "tflite", "tflite", requires=("ai_edge_litert",), extra="tflite",
                            io_modes=tuple(tflite.TFLITE_IO), opset=False),
+    "executorch": ExportFormat("executorch", ".pte", "ExecuTorch program, XNNPACK delegate (FP32, or INT8 from QAT "
+                               "with --int8)", export_pte_file, "executorch", "executorch",
+                               requires=("executorch",), extra="executorch", io_modes=pte.PTE_IO, opset=False),
+    "coreml": ExportFormat("coreml", ".mlpackage", "Core ML ML Program package, RGB images in and out (FP32, FP16 "
+                           "with --fp16, INT8 from QAT with --int8); checked on Linux without running it",
+                           export_coreml_file, "coreml", "coreml", check=coreml.check_package,
+                           requires=("coremltools",), extra="coreml", opset=False,
+                           precisions=("fp32", "fp16", "int8")),
 }
 

@@ -19,10 +19,11 @@ class ExportRequest:
     qmodel: QuantELSR | None = None           # INT8 from these QAT weights and ranges (the fake-quant reference)
     params: QuantParams | None = None         # its integer parameters when they come from a file (else from qmodel)
     fixed_shape: tuple[int, int, int, int] | None = None   # NCHW; None: dynamic batch, height, width
-    io: str = "float"                         # TFLite: the tensors at the ends (elsr.export.tflite.TFLITE_IO)
+    io: str = "float"                         # TFLite/ExecuTorch: the tensors at the ends (the format's io_modes)
     opset: int | None = None                  # FP32 ONNX/ORT only
     check_images: list[Path] = field(default_factory=list)
     int8_meta: dict = field(default_factory=dict)   # the QAT model's own validation PSNR ({} when unknown)
+    fp16: bool = False                        # Core ML: compute in float16
 
     @property
     def int8(self) -> bool:
@@ -35,7 +36,7 @@ class ExportRequest:
 
     @property
     def precision(self) -> str:
-        return "int8" if self.int8 else "fp32"
+        return "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
 
     @property
     def artifact_meta(self) -> dict:

@@ -558,6 +558,25 @@ def _(t, kit):
 
 # upscale ---------------------------------------------------------------------------------------------------
 
+@case("eval-text-file-named-pte", "notes.pte", "is a text file; --model wants")
+def _(t, kit):
+    (t / "notes.pte").write_text("an ExecuTorch program, honest\n")
+    return eval_argv(t, t / "notes.pte", kit.hr)
+
+
+@case("upscale-folder-named-mlpackage", "empty.mlpackage", "is a folder; --model wants")
+def _(t, kit):
+    (t / "empty.mlpackage").mkdir()
+    return upscale_argv(t, t / "empty.mlpackage", kit.hr / "img0.png")
+
+
+@case("upscale-mlpackage-off-apple", "m.mlpackage", "not run: Core ML runs on Apple platforms")
+def _(t, kit):
+    (t / "m.mlpackage").mkdir()
+    (t / "m.mlpackage" / "Manifest.json").write_text("{}")
+    return upscale_argv(t, t / "m.mlpackage", kit.hr / "img0.png")
+
+
 @case("upscale-missing-input", "nowhere.png", "no such file or folder")
 def _(t, kit):
     return upscale_argv(t, kit.x4, t / "nowhere.png")
@@ -1052,4 +1071,52 @@ def test_internal_failure_is_exit_code_1(kit, tmp_path, capfd, monkeypatch):
     err = capfd.readouterr().err.strip()
     assert code == 1 and err.startswith("elsr: internal error: ZeroDivisionError") and "--debug" in err
     assert len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------- ExecuTorch programs (.pte): data, never code
+
+
+def junk_pte(path: Path) -> Path:
+    """ExecuTorch's file identifier (ET12 at bytes 4..8), then noise."""
+    path.write_bytes(b"\x00" * 4 + b"ET12" + np.random.default_rng(0).bytes(4000))
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_pte(kit, tmp_path_factory) -> Path:
+    pytest.importorskip("executorch", reason="the executorch extra is not installed")
+    from elsr.export.pte import pte_program
+    from elsr.export.request import ExportRequest
+    from elsr.model.checkpoint import load_model
+
+    program, _ = pte_program(ExportRequest(load_model(kit.x4)[0]))
+    path = tmp_path_factory.mktemp("pte") / "x4.pte"
+    path.write_bytes(program.buffer)
+    return path
+
+
+@pytest.mark.parametrize("command", ["eval", "upscale"])
+def test_junk_and_truncated_pte_files_are_refused_in_one_line(command, real_pte, kit, tmp_path, capfd):
+    truncated = tmp_path / "cut.pte"
+    truncated.write_bytes(real_pte.read_bytes()[: len(real_pte.read_bytes()) // 2])
+    for path, reason in ((junk_pte(tmp_path / "junk.pte"), "ExecuTorch cannot load it"),
+                         (truncated, "ExecuTorch cannot load it")):
+        setup = (eval_argv if command == "eval" else lambda t, m, d: upscale_argv(t, m, d / "img0.png"))(
+            tmp_path, path, kit.hr)
+        code, err = run_elsr(setup.argv, capfd)
+        line = assert_refused(code, err, (path.name, reason, "elsr export --format executorch"))
+        assert "[program.cpp" not in line and "0x" not in line.split("cannot load it")[0]
+        assert not any(p.exists() for p in setup.outputs)
+    code, _ = run_elsr(eval_argv(tmp_path, real_pte, kit.hr).argv, capfd)
+    assert code == 0  # the untouched program runs
+
+
+def test_a_pte_without_the_extra_is_one_line_with_the_hint(kit, tmp_path, capfd, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name.split(".")[0] == "executorch" else real(name, *a, **k))
+    code, err = run_elsr(eval_argv(tmp_path, junk_pte(tmp_path / "junk.pte"), kit.hr).argv, capfd)
+    assert_refused(code, err, ("'executorch'", "pip install 'elsr[executorch]'"))
 

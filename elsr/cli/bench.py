@@ -10,7 +10,7 @@ from pathlib import Path
 from elsr.benchmarks.backends import BACKENDS
 from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
-from elsr.benchmarks.report import format_report, write_markdown, write_outputs, write_video_section
+from elsr.benchmarks.report import BENCH_SECTION, format_report, write_markdown, write_outputs, write_video_section
 from elsr.cli.command import common_options, run_command, setup_logging
 from elsr.cli.options import bundled_names, check_checkpoint
 from elsr.errors import ElsrError
@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"PyTorch checkpoint (or a bundled one: {bundled_names(checkpoints=True)}): the torch "
                              "rows")
     parser.add_argument("--onnx", "--models", type=model_path, nargs="+", default=[], dest="models", metavar="MODEL",
-                        help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite; "
+                        help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite, "
+                             ".pte by ExecuTorch, .mlpackage by Core ML (Apple platforms only; elsewhere a row "
+                             "saying so); "
                              f"or bundled models' names ({bundled_names(checkpoints=False)}) (default: none)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="HR images: PSNR/SSIM of each row as `elsr eval` reports it, plus a bicubic row")
@@ -57,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--convert", action="store_true", help="let elsr eval convert greyscale/RGBA/16-bit images")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write results.json, results.csv, latency_vs_psnr.png")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a BENCHMARKS.md-style report here")
+    parser.add_argument("--markdown-section", default=BENCH_SECTION, metavar="NAME",
+                        help="with --markdown: the section the table goes into, in place of the one of that name "
+                             "(default: %(default)s, the main table; another name: a section of its own, e.g. "
+                             "'ExecuTorch and Core ML')")
     parser.add_argument("--markdown-video", type=Path, metavar="FILE",
                         help="write the video section alone into FILE (BENCHMARKS.md), in place of the one there")
 
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         paths = write_outputs(result, args.out)
         print(f"wrote {', '.join(str(p) for p in paths)}")
     if args.markdown:
-        write_markdown(result, args.markdown)
+        write_markdown(result, args.markdown, args.markdown_section)
         print(f"wrote {args.markdown}")
     if args.markdown_video:
         if not result.video:

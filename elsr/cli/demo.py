@@ -32,6 +32,7 @@ from elsr.io.files import atomic_path, write_text  # noqa: E402
 from elsr.io.images import mod_crop, read_image, write_image  # noqa: E402
 from elsr.model.checkpoint import load_model  # noqa: E402
 from elsr.quant.qat import QATConfig  # noqa: E402
+from elsr.runtime.coreml_model import NOT_HERE, coreml_runs_here  # noqa: E402
 from elsr.runtime.evaluate import EvalConfig, evaluate, format_table  # noqa: E402
 from elsr.runtime.loaders import load_upscaler  # noqa: E402
 from elsr.train.trainer import TrainConfig, train  # noqa: E402
@@ -117,12 +118,17 @@ def _comparisons(out: Path, val_dir: Path, results: dict[str, dict], upscalers: 
     return figures
 
 
+MOBILE_FORMATS = {"ort": "ELSR INT8, ORT format", "tflite": "ELSR INT8, TFLite", "executorch": "ELSR INT8, ExecuTorch",
+                  "coreml": "ELSR INT8, Core ML"}   # format -> the demo's label for its INT8 artifact
+
+
 def export_mobile(model, meta: dict, qat_checkpoint: Path, out: Path) -> tuple[dict[str, Path], list[str]]:
-    """The INT8 mobile artifacts whose runtimes are installed (ORT format; TFLite with elsr[tflite]),
-    from the QAT checkpoint; a format that is missing or fails is a note, not the end of the demo."""
+    """The INT8 mobile artifacts whose packages are installed (ORT format; TFLite, ExecuTorch and Core ML with
+    their extras), from the QAT checkpoint, each checked as its format's export is; a format that is missing or
+    fails is a note, not the end of the demo."""
     request = ExportRequest(model=model, meta=meta, qmodel=load_qat_source(qat_checkpoint))
     written, notes = {}, []
-    for name, label in (("ort", "ELSR INT8, ORT format"), ("tflite", "ELSR INT8, TFLite")):
+    for name, label in MOBILE_FORMATS.items():
         fmt = FORMATS[name]
         path = out / fmt.default_name(model.scale, int8=True)
         try:
@@ -133,6 +139,9 @@ def export_mobile(model, meta: dict, qat_checkpoint: Path, out: Path) -> tuple[d
         except ElsrError as exc:
             notes.append(f"{name}: not exported ({exc.one_line()})")
             log.warning("demo: %s not exported: %s", name, exc.one_line())
+    if FORMATS["coreml"].suffix in {p.suffix for p in written.values()} and not coreml_runs_here():
+        notes.append(f"coreml: exported and checked as Linux allows (operators, I/O, weights read back); "
+                     f"{NOT_HERE}, so it has no PSNR here and its benchmark row says so")
     return written, notes
 
 
@@ -153,7 +162,9 @@ def run_demo(cfg: DemoConfig) -> Path:
                             device=cfg.device, overwrite=True, progress=cfg.progress))
     mobile, mobile_notes = export_mobile(model, ckpt["meta"], int8_onnx.with_suffix(".qat.pt"), out)
     stamp("exported and quantized")
-    models = {"ELSR FP32": model_path, "ELSR INT8": int8_onnx, **mobile}
+    runnable = {name: path for name, path in mobile.items() if path.suffix != FORMATS["coreml"].suffix
+                or coreml_runs_here()}
+    models = {"ELSR FP32": model_path, "ELSR INT8": int8_onnx, **runnable}
     results = {name: evaluate(EvalConfig(model=path, data=val_dir, device=cfg.device, progress=False))
                for name, path in models.items()}
     write_text(out / "eval.json", json.dumps(results, indent=2))
@@ -180,7 +191,9 @@ def run_demo(cfg: DemoConfig) -> Path:
         f"`{int8_onnx.name}` |",
         *[f"| {name} | {results[name]['mean']['model']['psnr_y']:.2f} | "
           f"{results[name]['mean']['model']['psnr_y'] - bicubic['psnr_y']:+.2f} | "
-          f"{results[name]['mean']['model']['ssim_y']:.4f} | `{path.name}` |" for name, path in mobile.items()], "",
+          f"{results[name]['mean']['model']['ssim_y']:.4f} | `{path.name}` |" for name, path in runnable.items()],
+        *[f"| {name} | not run here | - | - | `{path.name}` |" for name, path in mobile.items() if name not in runnable],
+        "",
         *[f"- {note}" for note in mobile_notes], "",
         "Per image (FP32):", "", format_table(results["ELSR FP32"]), "",
         f"Quantization details: `{int8_onnx.with_suffix('.report.md').name}`. Best training epoch: "

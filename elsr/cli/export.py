@@ -19,13 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, required=True,
                         help=f"checkpoint to export (model.pt), or a bundled one: {bundled_names(checkpoints=True)}")
     parser.add_argument("--out", type=Path,
-                        help=f"output file (default: elsr_x{{scale}}[_int8][{'|'.join(io.tag for io in TFLITE_IO.values() if io.tag)}]"
-                             f".{{{','.join(f.suffix[1:] for f in FORMATS.values())}}} here)")
+                        help=f"output file (default: elsr_x{{scale}}[_int8 | _fp16]"
+                             f"[{' | '.join(io.tag for io in TFLITE_IO.values() if io.tag)}]"
+                             f".{{{', '.join(f.suffix[1:] for f in FORMATS.values())}}} here)")
     parser.add_argument("--format", default="onnx", choices=list(FORMATS),
                         help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
                         + " (default: %(default)s)")
     parser.add_argument("--int8", action="store_true",
                         help="INT8 from quantization-aware training: --qat-checkpoint, or --train and --val to run QAT")
+    parser.add_argument("--fp16", action="store_true",
+                        help="coreml: compute in float16 (what the Neural Engine runs); the weights stored as float16")
     parser.add_argument("--qat-checkpoint", type=model_path, metavar="QAT_PT",
                         help="with --int8: reuse this QAT result: a .qat.pt (from 'elsr quantize' or an earlier --int8 "
                              "export) or the INT8 .onnx built from one (e.g. x4-int8, the bundled one)")
@@ -39,12 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: dynamic batch, height and width")
     io = parser.add_mutually_exclusive_group()
     io.add_argument("--io", choices=list(TFLITE_IO), default="float",
-                    help="tflite: the tensors at the graph's ends: " + "; ".join(
+                    help="tflite, executorch (float, int8): the tensors at the graph's ends: " + "; ".join(
                         f"{m.name}: {m.description}" for m in TFLITE_IO.values()) + " (default: float)")
     io.add_argument("--uint8-io", action="store_const", const="uint8", dest="io",
                     help="tflite: the same as --io uint8 (RGB bytes in and out; fully integer for INT8)")
     io.add_argument("--int8-io", action="store_const", const="int8", dest="io",
-                    help="tflite: the same as --io int8 (bytes minus 128 in and out, what NPU delegates take)")
+                    help="tflite, executorch: the same as --io int8 (bytes minus 128 in and out, what NPU delegates "
+                         "take)")
     parser.add_argument("--opset", type=int, help="ONNX opset of the FP32 graph (default: the exporter's)")
     parser.add_argument("--scale", type=int, help="expected scale (must match the checkpoint)")
     parser.add_argument("--check-images", type=Path, metavar="DIR",

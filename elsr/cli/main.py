@@ -67,8 +67,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train with a staged schedule (a built-in one or your YAML)", _train),
     "eval": Command("PSNR/SSIM (RGB and Y) of a model and of bicubic on a folder of HR images", _eval),
     "upscale": Command("super-resolve an image, a folder of images or frames, or a video", _upscale),
-    "export": Command("export a checkpoint to ONNX, ORT or TFLite (FP32, or INT8 from QAT), checked in its runtime",
-                      _export),
+    "export": Command("export a checkpoint to ONNX, ORT, TFLite, ExecuTorch or Core ML (--format onnx, ort, tflite, "
+                      "executorch, coreml; FP32, or INT8 from QAT), checked in its runtime", _export),
     "quantize": Command("INT8 ONNX by quantization-aware training (qat) or static PTQ, with a report", _quantize),
     "bench": Command("latency, memory and PSNR of every backend and model format, in one table", _bench),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -71,6 +72,46 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a path of the same name in a temporary folder beside ``path``, for a folder to be made (a Core ML
+    package); on success it is renamed onto ``path`` (an old folder there is moved aside first and removed
+    after, so a kill leaves the old folder, the new one, or the old one under a temporary name)."""
+    path = Path(path)
+    if path.is_file():
+        raise ElsrError("output is a file, a folder is written here", path=path, fix="remove it or choose another name")
+    writable_folder(path.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
+    except OSError as exc:
+        raise from_os_error(exc, "cannot write here", path.parent) from exc
+    try:
+        yield staging / path.name
+        old = staging / f"{path.name}.old"
+        if path.exists():
+            os.replace(path, old)
+        os.replace(staging / path.name, path)
+    except OSError as exc:
+        raise from_os_error(exc, "could not write folder", path) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def disk_bytes(path: str | Path) -> int:
+    """The size of a file, or of every file in a folder (a Core ML package)."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def remove_output(path: str | Path) -> None:
+    """Remove a file or a folder we wrote (a missing one is fine)."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -17,6 +17,7 @@ KINDS = {
     "ort": "an ORT-format model",
     "tflite": "a TFLite model",
     "pte": "an ExecuTorch program",
+    "mlpackage": "a Core ML model package",
     "hdf5": "an HDF5 file",
     "image": "an image",
     "pickle": "a Python pickle",
@@ -32,6 +33,7 @@ MAGIC = {b"\x89HDF\r\n\x1a\n": "hdf5", b"\x89PNG\r\n\x1a\n": "image", b"\xff\xd8
          b"RIFF": "image", b"II*\x00": "image", b"MM\x00*": "image"}
 ONNX_FIELD_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A}  # ModelProto fields after ir_version
 RUN_FOLDER_MODEL = "model.pt"  # what a run folder of elsr train holds as its final model
+MLPACKAGE_MANIFEST = "Manifest.json"  # the file at the top of every Core ML model package (a folder)
 
 
 def describe(kind: str) -> str:
@@ -64,7 +66,7 @@ def file_kind(path: str | Path) -> str:
     """The kind of ``path`` (a key of KINDS), from its first bytes."""
     path = Path(path)
     if path.is_dir():
-        return "folder"
+        return "mlpackage" if (path / MLPACKAGE_MANIFEST).is_file() else "folder"
     if not path.is_file():
         return "missing"
     try:

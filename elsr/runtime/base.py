@@ -15,12 +15,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from elsr.errors import ElsrError
+from elsr.io.files import disk_bytes
 from elsr.model.inference import array_to_image, image_to_array
 from elsr.model.network import RECEPTIVE_RADIUS, ModelConfig, config_from_parameters
 from elsr.runtime.contract import positive_int
 from elsr.runtime.tiling import upscale_tiled
 
 PROBE_SIZE = 4  # side of the blank image run to find the scale of a model without metadata
+TILE_OVERLAP = 2 * RECEPTIVE_RADIUS  # LR pixels of context around a tile: its kept core is exact
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Upscaler:
     device: str = "cpu"
     fixed_size: tuple[int, int] | None = None   # (height, width) of a fixed-shape model
     fixed_batch: int | None = None
+    max_size: tuple[int, int] | None = None     # (height, width) a dynamic model takes at most (larger: in tiles)
 
     def prepare(self, x: np.ndarray) -> Any:
         """NCHW float32 in [0, 1] -> the runtime's input."""
@@ -68,10 +71,14 @@ class Upscaler:
         return array_to_image(self.run_array(x)[:1])
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        """HWC uint8 RGB in, HWC uint8 RGB ``scale`` times larger out (fixed-shape models in windows)."""
-        if self.fixed_size is None:
-            return self.upscale_frame(lr)
-        return fixed_size_tiles(self.upscale_frame, lr, self.fixed_size, self.scale)
+        """HWC uint8 RGB in, HWC uint8 RGB ``scale`` times larger out (fixed-shape models in windows, images
+        beyond a dynamic model's bound in tiles)."""
+        if self.fixed_size is not None:
+            return fixed_size_tiles(self.upscale_frame, lr, self.fixed_size, self.scale)
+        if self.max_size is not None and (lr.shape[0] > self.max_size[0] or lr.shape[1] > self.max_size[1]):
+            tile = min(self.max_size) - 2 * TILE_OVERLAP
+            return upscale_tiled(self.upscale_frame, lr, self.scale, tile, TILE_OVERLAP)
+        return self.upscale_frame(lr)
 
     @contextlib.contextmanager
     def active(self) -> Iterator["Upscaler"]:
@@ -100,7 +107,7 @@ def info_from_metadata(path: Path, metadata: dict[str, str], precision: str | No
     config = config_from_parameters(scale, params) if params and scale else None
     if config is None:
         notes.append("GMAC/s unknown: no 'scale'/'parameters' metadata matching an ELSR architecture")
-    return ModelInfo(precision or "unknown", params, path.stat().st_size, config, notes)
+    return ModelInfo(precision or "unknown", params, disk_bytes(path), config, notes)
 
 
 def probe_scale(run: Callable[[np.ndarray], np.ndarray], path: Path, fix: str) -> int:
@@ -132,7 +139,7 @@ def require_upscaling(upscaler: Upscaler) -> int:
 
 
 def fixed_size_tiles(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, size: tuple[int, int], scale: int,
-                     overlap: int = 2 * RECEPTIVE_RADIUS) -> np.ndarray:
+                     overlap: int = TILE_OVERLAP) -> np.ndarray:
     """``upscale(lr)`` for a model that only takes LR images of exactly ``size`` (height, width).
 
     Windows of that size, overlapping by ``overlap`` pixels of context and placed inside the image, so

@@ -2,8 +2,9 @@
 
 - tensors: input ``lr`` and output ``sr``, RGB, NCHW float32 in [0, 1] for ONNX/ORT (TFLite: NHWC,
   float32 in [0, 1] or uint8 pixels, its own ``io_contract``);
-- metadata (ONNX ``metadata_props``, a JSON entry ``elsr`` in a TFLite file): the format tag, scale,
-  layout, value range, precision, parameter count, validation PSNR, commit and command.
+- metadata (ONNX ``metadata_props``, a JSON entry ``elsr`` in a TFLite file, the JSON bytes an ExecuTorch
+  program's constant method ``elsr_metadata`` returns, the ``user_defined_metadata`` of a Core ML model): the
+  format tag, scale, layout, value range, precision, parameter count, validation PSNR, commit and command.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 ONNX_FORMAT_TAG = "elsr-onnx"          # metadata 'format' of ONNX and ORT files
 TFLITE_FORMAT_TAG = "elsr-tflite"      # metadata 'format' of TFLite files
 TFLITE_METADATA_KEY = "elsr"           # the TFLite Model.metadata entry holding our JSON metadata
+PTE_FORMAT_TAG = "elsr-executorch"     # metadata 'format' of ExecuTorch programs
+PTE_METHOD = "forward"                 # the method of a .pte that upscales
+PTE_METADATA_METHOD = "elsr_metadata"  # its constant method returning our metadata as UTF-8 JSON bytes (uint8)
+COREML_FORMAT_TAG = "elsr-coreml"      # metadata 'format' of Core ML models
 PRECISIONS = ("fp32", "fp16", "int8")
 COPIES_KEY = "int8_copies"             # metadata of INT8 files: 2 when the skip path is split (elsr.quant.fake_quant)
 
@@ -39,9 +44,10 @@ def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = Non
     return {key: str(value) for key, value in fields.items()}
 
 
-def artifact_name(scale: int, int8: bool, suffix: str, tag: str = "") -> Path:
-    """The default file name of an exported model: elsr_x4.onnx, elsr_x4_int8.onnx, elsr_x4_int8_int8io.tflite."""
-    return Path(f"elsr_x{scale}{'_int8' if int8 else ''}{tag}{suffix}")
+def artifact_name(scale: int, int8: bool, suffix: str, tag: str = "", fp16: bool = False) -> Path:
+    """The default file name of an exported model: elsr_x4.onnx, elsr_x4_int8.onnx, elsr_x4_int8_int8io.tflite,
+    elsr_x4_fp16.mlpackage."""
+    return Path(f"elsr_x{scale}{'_int8' if int8 else '_fp16' if fp16 else ''}{tag}{suffix}")
 
 
 def positive_int(value: str | None) -> int | None:

@@ -14,7 +14,9 @@ from elsr.errors import ElsrError
 from elsr.io.kinds import describe, refuse_wrong_kind
 from elsr.pretrained import DEFAULT, MODELS, model_path
 from elsr.runtime.base import Upscaler
+from elsr.runtime.coreml_model import COREML_SUFFIXES, CoremlUpscaler, coreml_runs_here
 from elsr.runtime.onnx_model import ONNX_SUFFIXES, OnnxUpscaler
+from elsr.runtime.pte_model import PTE_SUFFIXES, PteUpscaler, executorch_available
 from elsr.runtime.pytorch_model import CHECKPOINT_SUFFIXES, TorchUpscaler
 from elsr.runtime.tflite_model import TFLITE_SUFFIXES, TfliteUpscaler, litert_available
 
@@ -35,6 +37,8 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("torch", ("checkpoint", "pickle"), CHECKPOINT_SUFFIXES, TorchUpscaler),
     Runtime("onnxruntime", ("onnx", "ort"), ONNX_SUFFIXES, OnnxUpscaler),
     Runtime("tflite", ("tflite",), TFLITE_SUFFIXES, TfliteUpscaler, litert_available),
+    Runtime("executorch", ("pte",), PTE_SUFFIXES, PteUpscaler, executorch_available),
+    Runtime("coreml", ("mlpackage",), COREML_SUFFIXES, CoremlUpscaler, coreml_runs_here),  # Apple platforms only
 )
 MODEL_SUFFIXES = tuple(s for runtime in RUNTIMES for s in runtime.suffixes)
 MODEL_KINDS = tuple(k for runtime in RUNTIMES for k in runtime.kinds if k != "pickle")
@@ -60,8 +64,8 @@ def runtime_for(path: Path, option: str | None = None) -> Runtime:
 
 def load_upscaler(path: str | Path = DEFAULT, scale: int | None = None, device: str = "auto",
                   threads: int = 0) -> Upscaler:
-    """Load a checkpoint, an ONNX or ORT-format model or a TFLite model, recognised by content; ``scale``, when
-    given, must match it. A bundled model's name (``x4-int8``, ...) is taken too; by default the bundled model
+    """Load a checkpoint, an ONNX or ORT-format model, a TFLite model or an ExecuTorch program, recognised by
+    content; ``scale``, when given, must match it. A bundled model's name (``x4-int8``, ...) is taken too; by default the bundled model
     `elsr upscale` uses for images (``x4-int8``).
 
     ``threads`` is the runtime's intra-op thread count (0: its default); a PyTorch model applies it only

@@ -31,7 +31,7 @@ def test_plan(models, tmp_path):
         ("torch-cpu:model.pt", 1, None), ("torch-cpu:model.pt", 2, None),
         ("ort-cpu:elsr_x4.onnx", 1, None), ("ort-cpu:elsr_x4.onnx", 2, None),
         ("ort-cpu:missing.onnx", None, "failed: no such file"),
-        ("?:model.bin", None, "failed: no backend runs .bin files (use .onnx, .ort, .pt, .pth, .tflite)")]
+        ("?:model.bin", None, "failed: no backend runs .bin files (use .mlpackage, .onnx, .ort, .pt, .pte, .pth, .tflite)")]
 
 
 def test_unavailable_backend_gives_one_skipped_row(models):

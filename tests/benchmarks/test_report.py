@@ -67,3 +67,16 @@ def test_markdown_rewrites_only_its_own_section(result, tmp_path):
     text = path.read_text()
     assert text.count("## Runtimes: latency, memory and quality") == 1 and "figures of another command" in text
     assert text.index("## Runtimes") < text.index("## Video")
+
+
+def test_a_named_section_is_a_table_of_its_own(result, tmp_path):
+    """--markdown-section: e.g. the ExecuTorch and Core ML rows beside the main table, each rewritten alone."""
+    path = tmp_path / "BENCHMARKS.md"
+    write_markdown(result, path)
+    write_markdown(result, path, "ExecuTorch and Core ML")
+    write_markdown(result, path, "ExecuTorch and Core ML")   # again: replaced, not duplicated
+    text = path.read_text()
+    assert text.count("## Runtimes: latency, memory and quality") == 1
+    assert text.count("## Runtimes: ExecuTorch and Core ML") == 1
+    assert "<!-- begin ExecuTorch and Core ML: written by a command" in text
+    assert "README.md, section ExecuTorch and Core ML" in text and "README.md, section Reproduce" in text

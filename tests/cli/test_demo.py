@@ -30,6 +30,16 @@ def test_demo_writes_a_report_with_table_curves_and_pictures(tmp_path, capsys):
         assert (out / "elsr_x4_int8.tflite").is_file() and "| tflite | elsr_x4_int8.tflite |" in report
     else:
         assert "tflite: not exported" in report
+    if importlib.util.find_spec("executorch"):  # the executorch extra (CI installs it)
+        assert (out / "elsr_x4_int8.pte").is_file() and "| executorch | elsr_x4_int8.pte |" in report
+        assert re.search(r"\| ELSR INT8, ExecuTorch \| \d+\.\d\d \|", report)
+    else:
+        assert "executorch: not exported" in report
+    if importlib.util.find_spec("coremltools"):  # comes with the executorch extra, or elsr[coreml]
+        assert (out / "elsr_x4_int8.mlpackage").is_dir() and "| ELSR INT8, Core ML | not run here |" in report
+        assert "| coreml | - |" in report and "skipped: not run: Core ML runs on Apple platforms" in report
+    else:
+        assert "coreml: not exported" in report
     for name in HELD_OUT_PHOTOS:
         assert f"compare_{name}.png" in report and (out / f"compare_{name}.png").stat().st_size > 10_000
     assert (out / "train" / "loss.png").is_file() and (out / "train" / "psnr.png").is_file()

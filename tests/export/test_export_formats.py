@@ -62,12 +62,14 @@ def hide_litert(monkeypatch):
 def test_one_table_drives_export_and_benchmarks():
     from elsr.benchmarks.backends import BACKENDS
 
-    assert list(FORMATS) == ["onnx", "ort", "tflite"]
+    assert list(FORMATS) == ["onnx", "ort", "tflite", "executorch", "coreml"]
     backends = {b.name: b for b in BACKENDS}
     for fmt in FORMATS.values():
         assert fmt.suffix in backends[fmt.backend].suffixes and backends[fmt.backend].kind == fmt.runtime
     assert FORMATS["tflite"].extra == "tflite" and "int8" in FORMATS["tflite"].io_modes
-    assert FORMATS["onnx"].io_modes == FORMATS["ort"].io_modes == ("float",)
+    assert FORMATS["onnx"].io_modes == FORMATS["ort"].io_modes == FORMATS["coreml"].io_modes == ("float",)
+    assert FORMATS["executorch"].io_modes == ("float", "int8") and FORMATS["executorch"].extra == "executorch"
+    assert FORMATS["coreml"].precisions == ("fp32", "fp16", "int8") and FORMATS["coreml"].extra == "coreml"
 
 
 def test_tflite_without_the_extra_gives_a_one_line_hint(files, tmp_path, capsys, monkeypatch):

@@ -1,0 +1,222 @@
+"""``elsr export --format executorch``: .pte programs run in ExecuTorch's own runtime (XNNPACK), FP32 within 1e-4 of
+PyTorch, INT8 carrying our QAT integers (the same integer model as the INT8 ONNX), int8 pixel I/O, dynamic sizes up
+to the bound and tiles beyond it, the delegation report, one thread count per process, the benchmark rows."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from elsr.cli.main import main
+from elsr.errors import ElsrError
+from elsr.export.onnx_int8 import build_int8_model, save_model
+from elsr.io.kinds import file_kind
+from elsr.model.checkpoint import save_checkpoint
+from elsr.model.inference import super_resolve
+from elsr.model.network import ELSR, ModelConfig
+from elsr.quant.checkpoint import save_qat_checkpoint
+from elsr.quant.fake_quant import QuantELSR
+from elsr.quant.params import quant_params
+from elsr.runtime.contract import COPIES_KEY, model_metadata
+from elsr.runtime.loaders import load_upscaler
+from tests.helpers import image_folder, smooth_image
+
+pytest.importorskip("executorch", reason="the executorch extra is not installed (pip install 'elsr[executorch]')")
+
+from elsr.export import pte  # noqa: E402
+from elsr.export.request import ExportRequest  # noqa: E402
+from elsr.runtime import pte_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A trained-looking x4 model, its QAT checkpoint and INT8 ONNX, and the four programs exported by the CLI."""
+    root = tmp_path_factory.mktemp("pte")
+    torch.manual_seed(0)
+    model = ELSR(ModelConfig(scale=4)).eval()
+    with torch.no_grad():
+        model.body_act.weight.fill_(0.2)
+    save_checkpoint(root / "model.pt", model)
+    qmodel = calibrated(QuantELSR(model))   # --no-split: one copy
+    save_qat_checkpoint(root / "model.qat.pt", qmodel, [])
+    save_model(build_int8_model(quant_params(qmodel), {**model_metadata(model, "int8"), "quantization": "qat; qdq"}),
+               root / "int8.onnx")
+    split = calibrated(QuantELSR(model, split=True))   # the default of new QAT: two copies on the skip path
+    save_model(build_int8_model(quant_params(split), {**model_metadata(model, "int8"), "quantization": "qat; qdq"}),
+               root / "int8_split.onnx")
+    rng = np.random.default_rng(0)
+    images = image_folder(root / "images", rng, 2, (24, 32))
+    for name, extra in (("fp32", []), ("int8", ["--int8", "--qat-checkpoint", str(root / "model.qat.pt")]),
+                        ("int8_int8io", ["--int8", "--qat-checkpoint", str(root / "int8.onnx"), "--int8-io"]),
+                        ("int8_split", ["--int8", "--qat-checkpoint", str(root / "int8_split.onnx")]),
+                        ("fp32_fixed", ["--fixed-shape", "1x3x24x32"])):
+        assert main(["export", "--weights", str(root / "model.pt"), "--format", "executorch", "--out",
+                     str(root / f"{name}.pte"), "--check-images", str(images), *extra]) == 0
+    return {"root": root, "model": model, "qmodel": qmodel, "split": split, "images": images}
+
+
+def calibrated(qmodel: QuantELSR) -> QuantELSR:
+    qmodel.train()
+    with torch.no_grad():
+        for _ in range(3):
+            qmodel(torch.rand(2, 3, 16, 16))
+    qmodel.freeze_observers()
+    return qmodel.eval()
+
+
+def exported(files, capsys, name: str, *extra: str) -> str:
+    out = files["root"] / f"again_{name}.pte"
+    assert main(["export", "--weights", str(files["root"] / "model.pt"), "--format", "executorch", "--out", str(out),
+                 "--overwrite", *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_fp32_program_matches_pytorch_and_knows_itself(files):
+    path = files["root"] / "fp32.pte"
+    assert file_kind(path) == "pte"
+    upscaler = load_upscaler(path)
+    assert upscaler.scale == 4 and upscaler.max_size == pte.MAX_LR and upscaler.fixed_size is None
+    info = upscaler.info()
+    assert info.precision == "fp32, float32 I/O" and info.params == 3469 and info.config == ModelConfig(scale=4)
+    model = files["model"]
+    for shape in ((1, 3, 9, 9), (2, 3, 31, 17), (1, 3, 180, 320)):   # any size up to the bound, any batch
+        x = np.random.default_rng(1).random(shape, dtype=np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        assert np.abs(upscaler.run_array(x) - ref).max() < 1e-4
+
+
+def test_export_log_shows_what_xnnpack_runs(files, capsys):
+    out = exported(files, capsys, "log")
+    assert "ExecuTorch XNNPACK: 7/9 operators delegated in 2 partitions (convolution x4, prelu, add, permute_copy)" \
+        in out
+    assert "et_view (a reshape ExecuTorch made a view" in out and "view_copy (the last reshape" in out
+    assert "parity random 1x3x180x320: max abs error" in out
+
+
+def test_int8_delegation_keeps_every_operator_integer_in_xnnpack(files):
+    from elsr.export.onnx_int8 import load_int8_source
+
+    qmodel, params, _ = load_int8_source(files["root"] / "int8.onnx")
+    _, report = pte.pte_program(ExportRequest(files["model"], qmodel=qmodel, params=params))
+    main_partition = report.partitions[0]
+    assert main_partition.count("convolution") == 4 and "leaky_relu" in main_partition and "add" in main_partition
+    assert report.outside == ["et_view", "view_copy"] and not set(report.kernels_outside) - {"view_copy"}
+    quantized = [op for op in main_partition if op.startswith(("quantize", "dequantize"))]
+    assert len(quantized) == 4 + 7 + 7   # weights; 7 activations quantized; 7 reads dequantized (the 8th: the permute)
+    assert "permute_copy" in report.partitions[1]
+
+
+def test_fixed_shape_puts_every_operator_in_one_partition(files):
+    _, report = pte.pte_program(ExportRequest(files["model"], fixed_shape=(1, 3, 24, 32)))
+    assert len(report.partitions) == 1 and not report.outside
+    assert report.lines()[0].endswith("every operator delegated")
+    upscaler = load_upscaler(files["root"] / "fp32_fixed.pte")
+    assert upscaler.fixed_size == (24, 32)
+    lr = smooth_image(np.random.default_rng(2), 40, 50)    # larger than the fixed shape: in windows
+    assert np.abs(upscaler(lr).astype(int) - super_resolve(files["model"], lr).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("name, reference, onnx_file, copies", [("int8", "qmodel", "int8.onnx", 1),
+                                                                  ("int8_split", "split", "int8_split.onnx", 2)])
+def test_int8_program_is_the_qat_integer_model(files, name, reference, onnx_file, copies):
+    """Against the fake-quant model and the INT8 ONNX from the same QAT parameters, with one copy of the skip path
+    (--no-split) and with two (split, the default): XNNPACK's int8 LeakyRelu (8-bit multipliers) leaves some
+    pixels a level or two away, never more than a few."""
+    x = np.round(np.random.default_rng(3).random((1, 3, 40, 48), dtype=np.float32) * 255) / 255
+    with torch.no_grad():
+        qat = files[reference](torch.from_numpy(x)).numpy()
+    upscaler = load_upscaler(files["root"] / f"{name}.pte")
+    program = upscaler.run_array(x)
+    onnx_int8 = load_upscaler(files["root"] / onnx_file).run_array(x)
+    for ref in (qat, onnx_int8):
+        levels = np.abs(program - ref) * 255
+        assert levels.max() <= 4 and (levels < 1e-3).mean() > 0.5 and (levels <= 1 + 1e-3).mean() > 0.95
+    assert np.allclose(program * 255, np.round(program * 255), atol=1e-3)   # outputs on the pixel grid
+    assert upscaler.info().precision == "int8 qat, float32 I/O"
+    assert upscaler.model.metadata[COPIES_KEY] == str(copies)
+
+
+def test_split_program_holds_two_copies_of_the_skip_path(files):
+    """The program's int8 weights are the integer graph's (integer_convs): head and body_conv2 with twice the
+    output channels, body_conv1 and tail with twice the input channels."""
+    params = quant_params(files["split"])
+    module = pte.program_module(ExportRequest(files["model"], qmodel=files["split"], params=params))
+    c = files["model"].config.channels
+    assert tuple(module.head_w.shape) == (2 * c, 3, 3, 3) and tuple(module.body_conv2_w.shape) == (2 * c, c, 3, 3)
+    assert tuple(module.body_conv1_w.shape) == (c, 2 * c, 3, 3) and module.tail_w.shape[1] == 2 * c
+    for name, conv in params.integer_convs().items():
+        assert np.array_equal(getattr(module, f"{name}_w").numpy(), conv.weight)
+
+
+def test_int8_io_takes_and_gives_bytes_minus_128(files):
+    path = files["root"] / "int8_int8io.pte"
+    upscaler = load_upscaler(path)
+    assert upscaler.model.input_dtype == np.int8 and upscaler.model.output_dtype == np.int8
+    lr = smooth_image(np.random.default_rng(4), 30, 26)
+    float_io = load_upscaler(files["root"] / "int8.pte")
+    assert np.array_equal(upscaler(lr), float_io(lr))   # the same integers, no float step
+    raw = upscaler.forward(upscaler.prepare(lr.transpose(2, 0, 1)[None].astype(np.float32) / 255))
+    assert raw.dtype == torch.int8
+
+
+def test_images_beyond_the_bound_run_in_tiles_exactly(files, tmp_path, monkeypatch):
+    monkeypatch.setattr(pte, "MAX_LR", (24, 32))
+    program, _ = pte.pte_program(ExportRequest(files["model"]))
+    path = tmp_path / "small_bound.pte"
+    path.write_bytes(program.buffer)
+    upscaler = load_upscaler(path)
+    assert upscaler.max_size == (24, 32)
+    lr = smooth_image(np.random.default_rng(5), 45, 70)
+    assert np.abs(upscaler(lr).astype(int) - super_resolve(files["model"], lr).astype(int)).max() <= 1
+
+
+def test_one_thread_count_per_process(files):
+    upscaler = load_upscaler(files["root"] / "fp32.pte")
+    current = pte_model.thread_count()
+    assert pte_model.set_threads(0) == current and pte_model.set_threads(current) == current
+    with pytest.raises(ElsrError, match="cannot change that once a program is loaded"):
+        load_upscaler(files["root"] / "fp32.pte", threads=current + 1)
+    upscaler.close()
+
+
+def test_pixel_io_other_than_int8_is_refused(files, tmp_path, capsys):
+    assert main(["export", "--weights", str(files["root"] / "model.pt"), "--format", "executorch", "--uint8-io",
+                 "--out", str(tmp_path / "u.pte")]) == 2
+    err = capsys.readouterr().err
+    assert "--format executorch cannot have uint8 tensors" in err and "takes --io float or int8" in err
+    assert not (tmp_path / "u.pte").exists()
+
+
+def test_upscale_a_folder_with_a_program(files, tmp_path):
+    out = tmp_path / "out"
+    assert main(["upscale", "-q", "--model", str(files["root"] / "int8_int8io.pte"), "--input",
+                 str(files["images"]), "--output", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
+
+
+def test_benchmark_rows_run_each_thread_count_in_its_own_process(files):
+    from elsr.benchmarks.bench import run_benchmark
+    from elsr.benchmarks.config import BenchConfig
+
+    result = run_benchmark(BenchConfig(models=[files["root"] / "int8.pte"], size=(24, 32), runs=2, warmup=1,
+                                       threads=[1, 2], backends=["executorch"]))
+    rows = [r for r in result.rows if r.backend == "executorch"]
+    assert [(r.threads, r.status) for r in rows] == [(1, "ok"), (2, "ok")], [r.status for r in rows]
+    assert all(r.median_ms and r.precision == "int8 qat, float32 I/O" for r in rows)
+
+
+def test_without_the_extra_the_format_is_a_one_line_hint(files, tmp_path, capsys, monkeypatch):
+    from elsr.benchmarks.backends import no_executorch
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name.split(".")[0] == "executorch" else real(name, *a, **k))
+    assert main(["export", "--weights", str(files["root"] / "model.pt"), "--format", "executorch", "--out",
+                 str(tmp_path / "m.pte")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'elsr[executorch]'" in err[0]
+    assert no_executorch() == "no ExecuTorch runtime (pip install 'elsr[executorch]')"
