@@ -31,9 +31,11 @@ def setup_logging(quiet: bool = False) -> None:
 def quiet_native_libraries() -> None:
     """Keep OpenCV's and FFmpeg's own warnings ("libpng warning", "[h264 @ ...]") off stderr: the tool's
     checks report bad files in one line of their own (--debug leaves them on). PyAV keeps FFmpeg's log off by
-    default; SVT-AV1 prints its banner to stderr itself unless told errors only (x265: elsr.io.video.CODECS)."""
+    default; SVT-AV1 prints its banner to stderr itself unless told errors only (x265: elsr.io.video.CODECS);
+    LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" unless told warnings and up."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when a capture opens
     os.environ.setdefault("SVT_LOG", "1")                  # SVT-AV1: errors only, read when an encoder starts
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")     # LiteRT: warnings and errors, read when it first logs
     import cv2
 
     try:
