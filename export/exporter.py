@@ -18,6 +18,7 @@ from elsr.export.formats import FORMATS, ExportFormat
 from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES
 from elsr.export.onnx_int8 import load_int8_source
 from elsr.export.request import ExportRequest
+from elsr.io.files import refuse_overwriting_inputs
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
 from elsr.model.inference import resolve_device
@@ -84,6 +85,8 @@ def _outputs(cfg: ExportConfig, fmt: ExportFormat, out: Path) -> None:
                         fix=f"name the output *{fmt.suffix}")
     outputs = [out, *fmt.companions(out), *([out.with_suffix(QAT_SUFFIX)] if cfg.int8 and not cfg.qat_checkpoint
                                             else [])]
+    refuse_overwriting_inputs(outputs, [cfg.weights, cfg.qat_checkpoint, cfg.train, cfg.val, cfg.check_images,
+                                        *cfg.validate])
     existing = [p for p in outputs if p.exists()]
     if existing and not cfg.overwrite:
         raise ElsrError("output exists", path=existing[0], fix="pass --overwrite")

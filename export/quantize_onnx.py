@@ -17,7 +17,7 @@ from elsr.export.int8_debug import int8_matches_fake_quant, layer_sqnr
 from elsr.export.onnx_fp32 import export_onnx
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
 from elsr.export.ptq import quantize_ptq
-from elsr.io.files import write_text
+from elsr.io.files import refuse_overwriting_inputs, write_text
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
 from elsr.model.inference import resolve_device
@@ -54,14 +54,33 @@ def calibration_patches(cfg: QuantizeConfig, scale: int) -> list[np.ndarray]:
     return [lr.numpy() for lr, _ in batches]
 
 
+def ptq_path(cfg: QuantizeConfig) -> Path:
+    return cfg.out if cfg.method == "ptq" else cfg.out.with_name(f"{cfg.out.stem}_ptq.onnx")
+
+
+def check_outputs(cfg: QuantizeConfig) -> None:
+    """Before any work: an .onnx output, no file written over an input, none that exists unless overwrite (the
+    model, the PTQ model beside a QAT one, the QAT checkpoint, the reports)."""
+    out = cfg.out
+    if out.suffix.lower() != ".onnx":
+        raise ElsrError(f"quantize writes an INT8 ONNX model, not a {out.suffix or 'suffix-less'} file", path=out,
+                        fix="name it *.onnx (elsr export turns it into .ort or .tflite)")
+    training = cfg.method == "qat" and not cfg.qat_checkpoint
+    outputs = [out, ptq_path(cfg), *([out.with_suffix(".qat.pt")] if training else []),
+               out.with_suffix(".report.json"), out.with_suffix(".report.md")]
+    refuse_overwriting_inputs(outputs, [cfg.weights, cfg.qat_checkpoint, cfg.train, cfg.val, *cfg.eval_data])
+    existing = [p for p in dict.fromkeys(outputs) if p.exists()]
+    if existing and not cfg.overwrite:
+        raise ElsrError("output exists", path=existing[0], fix="pass --overwrite or choose another --out")
+
+
 def quantize(cfg: QuantizeConfig) -> dict:
     """Run QAT or PTQ, write the INT8 model and its report; returns the report."""
     if cfg.method not in METHODS:
         raise ElsrError(f"unknown method {cfg.method!r}", fix=f"use one of {', '.join(METHODS)}")
-    if cfg.out.exists() and not cfg.overwrite:
-        raise ElsrError("output exists", path=cfg.out, fix="pass --overwrite or choose another --out")
     if cfg.train is None:
         raise ElsrError("--train is needed (QAT data and PTQ calibration images)")
+    check_outputs(cfg)
     model, ckpt = load_model(cfg.weights)
     reused = read_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
     if cfg.method == "qat" and cfg.val is None:
@@ -71,8 +90,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
     for folder in {*([cfg.val] if cfg.val else []), *eval_sets}:  # before anything is written
         list_images(folder)
-    out = cfg.out
-    ptq_out = out if cfg.method == "ptq" else out.with_name(f"{out.stem}_ptq.onnx")
+    out, ptq_out = cfg.out, ptq_path(cfg)
     report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}}
     patches = calibration_patches(cfg, scale)
     with tempfile.TemporaryDirectory() as tmp:

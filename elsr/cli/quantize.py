@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elsr.cli.numbers import count, number
 from elsr.cli.options import add_convert, add_device, add_no_progress, add_overwrite, check_checkpoint, config_from_args
 from elsr.export.quantize_onnx import METHODS, QuantizeConfig, format_report, quantize
 from elsr.pretrained import model_path
@@ -20,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=Path, nargs="+", default=[], dest="eval_data",
                         help="HR image folders to report on (default: --val)")
     parser.add_argument("--out", type=Path, default=Path("elsr_int8.onnx"), help="INT8 ONNX model to write")
-    parser.add_argument("--epochs", type=int, default=QATConfig.epochs, help="QAT epochs")
-    parser.add_argument("--iters", type=int, default=QATConfig.iters_per_epoch, help="QAT iterations per epoch")
-    parser.add_argument("--lr", type=float, default=QATConfig.lr, help="QAT learning rate")
-    parser.add_argument("--patch-size", type=int, default=QATConfig.patch_size,
+    parser.add_argument("--epochs", type=count, default=QATConfig.epochs, help="QAT epochs")
+    parser.add_argument("--iters", type=count, default=QATConfig.iters_per_epoch, help="QAT iterations per epoch")
+    parser.add_argument("--lr", type=number(float, above=0), default=QATConfig.lr, help="QAT learning rate")
+    parser.add_argument("--patch-size", type=count, default=QATConfig.patch_size,
                         help="LR patch size for QAT and PTQ calibration")
-    parser.add_argument("--batch-size", type=int, default=QATConfig.batch_size, help="QAT batch size")
+    parser.add_argument("--batch-size", type=count, default=QATConfig.batch_size, help="QAT batch size")
     parser.add_argument("--distill", type=float, default=QATConfig.distill,
                         help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
                              "the HR patch (default: %(default)s)")

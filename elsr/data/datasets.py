@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from elsr.data.bicubic import downscale
 from elsr.errors import ElsrError
 from elsr.io.images import list_images, mod_crop, read_image
+from elsr.io.kinds import HDF5_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-HDF5_SUFFIXES = (".h5", ".hdf5")
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

@@ -31,8 +31,9 @@ from tqdm import tqdm
 
 from elsr.data.bicubic import downscale
 from elsr.errors import ElsrError
-from elsr.io.files import atomic_path
+from elsr.io.files import atomic_path, human_bytes, refuse_overwriting_inputs
 from elsr.io.images import IMAGE_SUFFIXES, mod_crop, read_image
+from elsr.io.kinds import HDF5_SUFFIXES
 from elsr.io.video import VIDEO_SUFFIXES, video_frames, video_info
 from elsr.version import __version__
 
@@ -124,10 +125,16 @@ def _validate(cfg: PrepareConfig) -> PrepareConfig:
                    reds_lr=reds_lr)
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def _check_output(cfg: PrepareConfig) -> None:
+    """The HDF5 file to write: not a folder, not an input, a suffix training reads it by, new unless overwrite."""
+    out = cfg.out
     if out.is_dir():
         raise ElsrError("output is a folder", path=out, fix="give a file name such as train.h5")
-    if out.exists() and not overwrite:
+    refuse_overwriting_inputs([out], [*cfg.sources, cfg.reds_lr])
+    if out.suffix.lower() not in HDF5_SUFFIXES:
+        raise ElsrError(f"prepare writes HDF5 files, not {out.suffix or 'suffix-less'} ones", path=out,
+                        fix=f"name it {' or '.join('*' + s for s in HDF5_SUFFIXES)}, as elsr train reads it")
+    if out.exists() and not cfg.overwrite:
         raise ElsrError("output file already exists", path=out, fix="pass --overwrite")
 
 
@@ -313,15 +320,6 @@ def _write_attributes(h5: h5py.File, cfg: PrepareConfig, num_patches: int, num_i
     attrs["created_by"] = f"elsr prepare {__version__}"
 
 
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 class _ProgressLog:
     """A log line with rate and ETA every ``PROGRESS_LOG_S`` seconds, for runs without a terminal
     (SLURM / Kubernetes logs), where tqdm's bar is hidden."""
@@ -380,7 +378,7 @@ def _fill(h5: h5py.File, cfg: PrepareConfig, inputs: list[_Input], pairs: dict[P
 def prepare(cfg: PrepareConfig) -> dict:
     """Build the patch file ``cfg.out``; returns num_patches, num_images, skipped and bytes."""
     cfg = _validate(cfg)
-    _check_output(cfg.out, cfg.overwrite)
+    _check_output(cfg)
     inputs = _gather(cfg.sources)
     pairs = _reds_pairs(inputs, cfg.reds_lr) if cfg.reds_lr else None
     with atomic_path(cfg.out) as tmp:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                   ".flv", ".wmv", ".3gp", ".ogv", ".y4m")
 DEFAULT_FPS = 30.0
+MAX_FPS = 1000.0                          # a frame rate above this is a typo (players and muxers choke on it)
 PIXEL_FORMAT = "yuv420p"
 COPIED_KINDS = ("audio", "subtitle")      # streams remuxed packet for packet
 REENCODE_FIX = "re-encode it (e.g. to H.264 .mp4) or extract its frames to PNG"
@@ -86,6 +87,13 @@ CONTAINERS: dict[str, Container] = {c.suffix: c for c in (
     Container(".webm", "webm", "vp9"),
 )}
 WRITABLE = ", ".join(CONTAINERS)
+MAX_CRF = max(codec.max_crf for codec in CODECS.values())
+
+
+def ffmpeg_url(path: Path) -> str:
+    """A local file as FFmpeg must be told: with its file protocol named, so that a name such as ``pipe:1.mp4``
+    or ``concat:a|b.mp4`` is that file and never another protocol (a pipe, other files, the network)."""
+    return f"file:{path}"
 
 
 def is_video(path: Path) -> bool:
@@ -203,7 +211,7 @@ class VideoReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.container = av.open(str(self.path))
+            self.container = av.open(ffmpeg_url(self.path))
         except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise ElsrError(f"cannot open video (corrupt or unsupported format: {_problem(exc)})", path=self.path,
                             fix=REENCODE_FIX) from exc
@@ -425,7 +433,7 @@ def video_writer(path: Path, spec: OutputVideo, settings: EncodeSettings = Encod
         raise ElsrError(f"the output frame is {spec.width}x{spec.height}: {PIXEL_FORMAT} needs even sides",
                         path=path, fix="crop the input to an even size")
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format=encoding.container.format) as container:
+        with av.open(ffmpeg_url(tmp), "w", format=encoding.container.format) as container:
             writer = VideoWriter(container, encoding, spec, path)
             yield writer
             writer.finish()

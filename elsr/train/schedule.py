@@ -14,7 +14,7 @@ import yaml
 
 from elsr.data.metrics import luma_weight_problem
 from elsr.errors import ElsrError
-from elsr.model.network import PRELU_MODES, SCALES
+from elsr.model.network import MAX_CHANNELS, PRELU_MODES, SCALES
 from elsr.train.losses import LOSSES
 
 BUILTIN_DIR = Path(__file__).parent / "schedules"
@@ -132,8 +132,8 @@ def _validate(schedule: Schedule, source: str) -> None:
         raise bad("seed", f"must be 0 or positive, got {schedule.seed}")
     if schedule.prelu not in PRELU_MODES:
         raise bad("prelu", f"must be one of {PRELU_MODES}")
-    if schedule.channels < 1:
-        raise bad("channels", "must be positive")
+    if not 1 <= schedule.channels <= MAX_CHANNELS:
+        raise bad("channels", f"must be from 1 to {MAX_CHANNELS}, got {schedule.channels}")
     names = [s.name for s in schedule.stages]
     if len(set(names)) != len(names):
         raise bad("stages", "stage names must be unique")

@@ -25,7 +25,7 @@ from elsr.data.datasets import FolderSource, HDF5Source, open_training_data, to_
 from elsr.data.metrics import METRIC_KEYS
 from elsr.data.validation import ValidationSet
 from elsr.errors import ElsrError
-from elsr.io.files import atomic_path, write_text
+from elsr.io.files import atomic_path, refuse_overwriting_inputs, write_text
 from elsr.model.checkpoint import read_checkpoint, save_checkpoint
 from elsr.model.inference import resolve_device
 from elsr.model.network import ELSR, ModelConfig, count_parameters, load_weights
@@ -140,6 +140,9 @@ class Trainer:
         for name, path in paths:
             if not Path(path).exists():
                 raise ElsrError(f"{name} path does not exist", path=path, fix="check the path")
+        # the run's plots and checkpoints must not land among (or over) the images it reads
+        refuse_overwriting_inputs([self.out], [self.cfg.train, self.cfg.val, self.cfg.weights],
+                                  [self.cfg.train, self.cfg.val])
         if not self.ctx.is_main:  # only rank 0 reads starting weights; DDP gives them to the others
             return
         for stage in self.schedule.stages:
