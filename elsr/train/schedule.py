@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from elsr.data.metrics import luma_weight_problem
 from elsr.errors import ElsrError
+from elsr.io.safe_yaml import load_yaml
 from elsr.model.network import MAX_CHANNELS, PRELU_MODES, SCALES
 from elsr.train.losses import LOSSES
 
@@ -101,7 +101,8 @@ def _check_type(value, annotation, where: str, source: str):
         return value
     if annotation is type(None) and value is None:
         return None
-    raise ElsrError(f"{where} must be {getattr(annotation, '__name__', annotation)}, got {value!r}", path=source)
+    raise ElsrError(f"{where} must be {getattr(annotation, '__name__', annotation)}, got {reprlib.repr(value)}",
+                    path=source)
 
 
 def _build(cls, data, where: str, source: str):
@@ -204,15 +205,7 @@ def parse_schedule(data, source: str = "<schedule>") -> Schedule:
 def load_schedule(name_or_path: str | Path) -> Schedule:
     """Load a built-in or user schedule, with one-line errors for every mistake."""
     path = resolve_schedule_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ElsrError("not a text (YAML) file", path=path, fix="pass a .yaml schedule") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise ElsrError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", path=path) from exc
-    return parse_schedule(data, str(path))
+    return parse_schedule(load_yaml(path), str(path))
 
 
 def lr_for_epoch(stage: Stage, epoch: int) -> float:
