@@ -8,7 +8,7 @@ from pathlib import Path
 from elsr.cli.numbers import number, threads
 from elsr.cli.options import (add_convert, add_device, add_no_progress, add_overwrite, bundled_names, check_model,
                               config_from_args, default)
-from elsr.io.video import CODECS, CONTAINERS, MAX_CRF, MAX_FPS, EncodeSettings
+from elsr.io.video import CODECS, CONTAINERS, MAX_CRF, MAX_FPS, MIN_FPS, EncodeSettings
 from elsr.pretrained import DEFAULT, VIDEO_MODELS, model_path
 from elsr.runtime.tiling import MIN_TILE
 from elsr.runtime.upscale import UpscaleConfig, upscale_files
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LR tile side for large images (default: chosen from --max-memory; 0: never tile)")
     parser.add_argument("--max-memory", type=number(float, above=0), default=default(UpscaleConfig, "max_memory_mb"),
                         dest="max_memory_mb", help="memory budget in MB that sets the tile size (default: %(default)s)")
-    parser.add_argument("--fps", type=number(float, above=0, high=MAX_FPS), default=default(UpscaleConfig, "fps"),
+    parser.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=default(UpscaleConfig, "fps"),
                         help="frame rate of a video made from frames (default: %(default)s; a video keeps its own)")
     add_device(parser)
     add_overwrite(parser, "replace existing outputs")

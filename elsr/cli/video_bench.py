@@ -13,7 +13,7 @@ from elsr.cli.command import Parser, common_options, parse_arguments, run_comman
 from elsr.cli.numbers import count, number
 from elsr.cli.options import default
 from elsr.io.files import check_new_output, refuse_overwriting_inputs, write_text
-from elsr.io.video import MAX_FPS
+from elsr.io.video import MAX_FPS, MIN_FPS
 
 
 def _audio(text: str) -> str | None:
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     memory = sub.add_parser("memory", help="peak memory of `elsr upscale` on clips of the frames looped N times")
     for p in (clip, memory):
         p.add_argument("--frames", type=Path, required=True, help="folder of frames (sorted by name)")
-        p.add_argument("--fps", type=number(float, above=0, high=MAX_FPS), default=default(ClipConfig, "fps"), help="frame rate (default %(default)s)")
+        p.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=default(ClipConfig, "fps"), help="frame rate (default %(default)s)")
         p.add_argument("--audio", choices=[*AUDIO_CODECS, "none"], default=default(ClipConfig, "audio"),
                        help="audio track: a 440 Hz tone (default %(default)s)")
     clip.add_argument("--out", type=Path, required=True, help="the clip (.mp4, .mkv, .mov, .webm)")
