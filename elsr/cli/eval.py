@@ -10,6 +10,7 @@ from elsr.cli.numbers import number
 from elsr.cli.options import (add_convert, add_device, add_no_progress, add_overwrite, bundled_names, check_model,
                               config_from_args)
 from elsr.io.files import check_new_output, refuse_overwriting_inputs, write_text
+from elsr.io.images import IMAGE_SUFFIXES
 from elsr.model.network import SCALES
 from elsr.pretrained import model_path
 from elsr.runtime.evaluate import EvalConfig, evaluate, format_table
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     check_model(args.model)
     if args.json:
         check_new_output(args.json, args.overwrite)  # before the work, not after it
-        refuse_overwriting_inputs([args.json], [args.model, args.data, args.lr])
+        refuse_overwriting_inputs([args.json], [args.model, args.data, args.lr], [args.data, args.lr], IMAGE_SUFFIXES)
     result = evaluate(config_from_args(EvalConfig, args, progress=not args.no_progress))
     print(f"x{result['scale']}, border {result['border']}, LR: {result['lr_source']}")
     print(format_table(result))

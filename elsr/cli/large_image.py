@@ -24,7 +24,7 @@ def _size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> Parser:
     parser = Parser(prog="python -m elsr.benchmarks.large_image", description=__doc__)
     parser.add_argument("--size", type=_size, default=(4000, 3000), help="input WIDTHxHEIGHT (default 4000x3000)")
     parser.add_argument("--max-memory", type=number(float, above=0), default=LargeImageConfig.max_memory_mb,
@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=count, default=LargeImageConfig.crop,
                         help="side of the crop checked against an untiled run (default %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parse_arguments(parser, sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(_parser(), sys.argv[1:] if argv is None else argv)
     return args if isinstance(args, int) else run_command(run, args)
 
 

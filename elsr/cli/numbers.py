@@ -47,19 +47,11 @@ def number(kind: type = int, low: float | None = None, high: float | None = None
         return value
 
     parse.__name__ = kind.__name__   # argparse names the type in its own messages
+    parse.limits = {"kind": kind, "low": low, "high": high, "above": above, "also": also}   # for the tests
     return parse
 
 
-def threads(text: str) -> int:
-    """A thread count: 0 (the runtime's own choice) up to MAX_THREADS."""
-    return number(int, 0, MAX_THREADS)(text)
-
-
-def count(text: str) -> int:
-    """How many of something that needs at least one: epochs, iterations, runs, a batch."""
-    return number(int, 1)(text)
-
-
-def workers(text: str) -> int:
-    """DataLoader worker processes: 0 (load in the training process) up to MAX_WORKERS."""
-    return number(int, 0, MAX_WORKERS)(text)
+# The common kinds, shared by many flags.
+threads = number(int, 0, MAX_THREADS)     # a thread count: 0 (the runtime's own choice) up to MAX_THREADS
+count = number(int, 1)                    # how many of something that needs one at least: epochs, runs, a batch
+workers = number(int, 0, MAX_WORKERS)     # DataLoader worker processes: 0 (in the training process) and up

@@ -171,10 +171,12 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def refuse_overwriting_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path | None],
-                              read_folders: Iterable[str | Path | None] = ()) -> None:
+                              read_folders: Iterable[str | Path | None] = (),
+                              read_suffixes: tuple[str, ...] | None = None) -> None:
     """Before any work: refuse an output that is one of the ``inputs`` (by any name: a link, another spelling), so
     an input is never overwritten, and one inside any of the ``read_folders`` (folders whose files the command
-    reads, searched recursively), where it would be read back as input."""
+    reads, searched recursively; only outputs named with one of ``read_suffixes``, when given), where it would be
+    read back as input or written over one."""
     inputs = [Path(p) for p in inputs if p is not None]
     folders = [Path(p) for p in read_folders if p is not None]
     for output in map(Path, outputs):
@@ -182,10 +184,13 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path], inputs: Iterable[st
             if same_path(output, source):
                 raise ElsrError(f"output is the input{'' if output == source else f' {source}'}", path=output,
                                 fix="choose another output path: the input would be overwritten")
+        if read_suffixes is not None and output.suffix.lower() not in read_suffixes:
+            continue
         for folder in folders:
             if not same_path(output, folder) and _inside(output, folder):
-                raise ElsrError(f"output is inside the input folder {folder}, whose files are read", path=output,
-                                fix="write it outside the input folder, or it is read back as input")
+                where = "is one of the files read from" if output.is_file() else "is inside"
+                raise ElsrError(f"output {where} the input folder {folder}", path=output,
+                                fix="write it outside the input folder: an input would be overwritten or read back")
 
 
 def section_markers(name: str) -> tuple[str, str]:

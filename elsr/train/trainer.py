@@ -151,6 +151,12 @@ class Trainer:
                 raise ElsrError(f"stage {stage.name!r} starts from {path}, which does not exist",
                                 path=path, fix="fix the init path or use init: scratch")
 
+    def _check_start_weights(self) -> None:
+        """Every checkpoint a stage starts from is readable, an ELSR model and finite, before anything is written."""
+        for stage in self.schedule.stages:
+            if stage.init not in ("scratch", "previous", "transfer"):
+                read_checkpoint(stage.init.removeprefix("transfer:"))
+
     def _load_state(self) -> dict | None:
         state_path = self.out / RUN_STATE
         if not state_path.exists():
@@ -234,6 +240,8 @@ class Trainer:
                                     pin_memory=self.device.type == "cuda")
         self._shorten(source)
         self._check_same_schedule(state)
+        if self.ctx.is_main:
+            self._check_start_weights()
         if self.ctx.is_main:  # the inputs are good: only now is anything written
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write
