@@ -11,6 +11,7 @@ mid-write on a real tmpfs); YAML (alias bombs, loops, tags, nesting); video timi
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import struct
@@ -739,3 +740,237 @@ def test_the_second_catalogue_covers_every_family():
                  "fps", "max-memory"):
         assert word in names, word
     assert len(CASES) >= 70
+
+
+# ---------------------------------------------------------------- every numeric flag of every command line
+
+
+def command_lines() -> list[tuple[Callable[[list[str]], int], list[str], argparse.ArgumentParser]]:
+    """(main, argv prefix, parser) of every command line: each `elsr` subcommand, the benchmarks' modules and their
+    subcommands (`python -m elsr.benchmarks` has the options of `elsr bench`)."""
+    from elsr.cli import arm64, data_loading, large_image, video_bench
+    from elsr.cli.main import COMMANDS, build_parser
+
+    found = []
+    for name in COMMANDS:
+        found.append((main, [name], subcommands(build_parser(name))[name]))
+    for module in (video_bench, data_loading, large_image, arm64):
+        parser = module._parser()
+        subs = subcommands(parser)
+        found += [(module.main, [name], sub) for name, sub in subs.items()] if subs else [(module.main, [], parser)]
+    return found
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def numeric_options() -> list[tuple[Callable, list[str], str, dict]]:
+    """(main, argv prefix, option, limits) of every option typed by elsr.cli.numbers.number."""
+    return [(run, prefix, action.option_strings[0], action.type.limits)
+            for run, prefix, parser in command_lines() for action in parser._actions
+            if action.option_strings and hasattr(action.type, "limits")]
+
+
+def out_of_range(limits: dict) -> list[str]:
+    """Values a flag with these limits must refuse: not a number, not finite, beyond each bound."""
+    kind, low, high, above, also = (limits[k] for k in ("kind", "low", "high", "above", "also"))
+    values = ["abc", "nan", "inf", "-inf"] + (["1.5"] if kind is int else [])
+    step = 1 if kind is int else 1e-3
+    values += [str(kind(low - step))] if low is not None and kind(low - step) not in also else []
+    values += [str(above)] if above is not None else []
+    values += [str(kind(high + step))] if high is not None else []
+    return values
+
+
+def test_every_numeric_flag_is_range_checked_by_the_one_type():
+    plain = [(prefix, action.option_strings) for _, prefix, parser in command_lines() for action in parser._actions
+             if action.type in (int, float)]
+    assert not plain, f"numeric options without a range: {plain}"
+    options = {option for _, _, option, _ in numeric_options()}
+    assert {"--max-memory", "--tile", "--threads", "--fps", "--length", "--lr", "--workers", "--runs",
+            "--crf", "--seed", "--epochs", "--crop", "--loops", "--dist-timeout"} <= options
+
+
+@pytest.mark.parametrize("run, prefix, option, limits", [
+    pytest.param(*entry, id=" ".join([*entry[1], entry[2]])) for entry in numeric_options()])
+def test_out_of_range_values_of_every_numeric_flag_are_one_line(run, prefix, option, limits, capfd):
+    for value in out_of_range(limits):
+        capfd.readouterr()
+        code = run([*prefix, f"{option}={value}"])   # "=": argparse takes "-inf" for an option otherwise
+        err = capfd.readouterr().err
+        assert_refused(code, err, (f"argument {option}", repr(value)))
+
+
+def test_help_and_version_still_exit_0(capfd):
+    assert main(["upscale", "--help"]) == 0 and "--max-memory" in capfd.readouterr().out
+    assert main(["--version"]) == 0
+
+
+# ---------------------------------------------------------------- names a careless user gives
+
+
+def test_names_with_spaces_non_ascii_letters_and_protocol_prefixes_work(kit, files, tmp_path, capfd):
+    home = tmp_path / "my files" / "Ünïcødé ß"
+    weights = home / "modèle x4.pt"
+    home.mkdir(parents=True)
+    shutil.copyfile(kit.x4, weights)
+    photo = write_png(home / "photo 1 é.png", rgb(24, 24))
+    frames = folder_with(home / "frames ü", count=2, size=40)
+    clip = write_clip(home / "pipe:clip 1.mp4", flat_frames(3))    # FFmpeg would read "pipe:" as its pipe
+    onnx_model = home / "modèle.onnx"
+    runs = [["upscale", "--model", str(weights), "--input", str(photo), "--output", str(home / "grand é.png")],
+            ["upscale", "--model", str(weights), "--input", str(frames), "--output", str(home / "sortie ü")],
+            ["upscale", "--model", str(weights), "--input", str(clip), "--output", str(home / "concat:big é.mkv")],
+            ["eval", "--model", str(weights), "--data", str(frames), "--json", str(home / "scores ü.json")],
+            ["export", "--weights", str(weights), "--out", str(onnx_model)],
+            ["upscale", "--model", str(onnx_model), "--input", str(photo), "--output", str(home / "onnx é.png")],
+            ["prepare", str(frames), "--out", str(home / "patches é.h5"), "--scales", "2", "--patch-size", "8",
+             "--stride", "8"]]
+    if files.tflite is not None:
+        shutil.copyfile(files.tflite, home / "modèle ü.tflite")
+        runs.append(["upscale", "--model", str(home / "modèle ü.tflite"), "--input", str(photo), "--output",
+                     str(home / "tflite ü.png")])
+    for argv in runs:
+        code = main([argv[0], "-q", *argv[1:], *(["--device", "cpu"] if argv[0] != "prepare" else [])])
+        assert code == 0, (argv, capfd.readouterr().err)
+    for name in ("grand é.png", "sortie ü/img0.png", "concat:big é.mkv", "scores ü.json", "onnx é.png",
+                 "patches é.h5"):
+        assert (home / name).is_file(), name
+    assert not leftovers(tmp_path)
+
+
+# ---------------------------------------------------------------- a disk that is full, for real
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``disk(size)``: a fresh tmpfs of that size (e.g. "64k"), unmounted afterwards; skips where mounting is not
+    allowed (not root, no CAP_SYS_ADMIN, no tmpfs)."""
+    mounted = []
+
+    def disk(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        mounted.append(folder)
+        return folder
+
+    yield disk
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def noise_png(path: Path, size: int, seed: int = 0) -> Path:
+    """Noise compresses badly: its PNG (and its upscaled PNG) is about as large as its pixels."""
+    return write_png(path, np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8))
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` up to ``leave`` free bytes."""
+    free = shutil.disk_usage(disk).free
+    (disk / "filler").write_bytes(bytes(max(0, free - leave)))
+
+
+def only(disk: Path, *names: str) -> None:
+    assert sorted(p.name for p in disk.iterdir()) == sorted(names), list(disk.iterdir())
+
+
+def test_outputs_that_cannot_fit_the_free_space_are_refused_before_any_work(kit, tmp_path, small_disk, capfd):
+    disk = small_disk("64k")
+    photo = noise_png(tmp_path / "noise.png", 200)
+    code, err = run_elsr(upscale_argv(tmp_path, kit.x4, photo, disk / "big.png").argv, capfd)
+    assert_refused(code, err, ("big.png", "needs at least about", "KiB on disk", "are free there"))
+    only(disk)
+
+
+@pytest.mark.parametrize("kind", ["image", "image-overwrite", "folder", "video", "prepare", "export", "eval-json"])
+def test_a_disk_that_fills_mid_write_leaves_nothing(kind, kit, tmp_path, small_disk, capfd):
+    """Each output passes the check before the work (its least size fits) and meets a full disk while written:
+    one line, no output, no temporary file, an overwritten file unchanged."""
+    disk = small_disk("1m")
+    frames = tmp_path / "frames"
+    for i in range(4):
+        noise_png(frames / f"f{i}.png", 48, seed=i)
+    old = existing(disk / "big.png") if kind == "image-overwrite" else None
+    argv = {
+        "image": upscale_argv(tmp_path, kit.x4, frames / "f0.png", disk / "big.png").argv,
+        "image-overwrite": upscale_argv(tmp_path, kit.x4, frames / "f0.png", disk / "big.png", ["--overwrite"]).argv,
+        "folder": upscale_argv(tmp_path, kit.x4, frames, disk / "out").argv,
+        "video": upscale_argv(tmp_path, kit.x4, noise_clip(tmp_path / "clip.mkv"), disk / "big.mkv").argv,
+        "prepare": prepare_argv(tmp_path, frames, out=disk / "p.h5", extra=["--patch-size", "16",
+                                                                             "--stride", "4"]).argv,
+        "export": export_argv(tmp_path, kit.x4, disk / "m.onnx").argv,
+        "eval-json": eval_argv(tmp_path, kit.x4, kit.hr, ["--json", str(disk / "s.json")]).argv,
+    }[kind]
+    fill(disk, {"image": 20_000, "image-overwrite": 20_000, "folder": 60_000, "video": 60_000,
+                "prepare": 4_000_000, "export": 8_000, "eval-json": 0}[kind])
+    code, err = run_elsr(argv, capfd)
+    assert_refused(code, err, ("No space left on device" if kind != "prepare" else "are free there",))
+    only(disk, "filler", *(["big.png"] if old else []))
+    if old:
+        assert old.read_text() == "old contents"
+
+
+# ---------------------------------------------------------------- the rest of each family
+
+
+def test_an_alias_bomb_is_refused_quickly_and_merge_keys_still_work(tmp_path):
+    from elsr.errors import ElsrError
+    from elsr.io.safe_yaml import load_yaml
+    from elsr.train.schedule import load_schedule
+
+    (tmp_path / "bomb.yaml").write_text(f"value: {alias_bomb(10)}\n")   # 9**10 values as written out
+    started = time.perf_counter()
+    with pytest.raises(ElsrError, match="more than 100,000 values"):
+        load_yaml(tmp_path / "bomb.yaml")
+    assert time.perf_counter() - started < 2
+    (tmp_path / "merge.yaml").write_text(
+        "base: &base {scale: 2, patch_size: 8, batch_size: 4, loss: l1, lr: 0.001, epochs: 1, init: scratch}\n")
+    spec = load_yaml(tmp_path / "merge.yaml")["base"]
+    (tmp_path / "s.yaml").write_text("name: merged\nstages:\n  - &first {name: a, " + ", ".join(
+        f"{k}: {v}" for k, v in spec.items()) + "}\n  - {<<: *first, name: b, init: previous}\n")
+    stages = load_schedule(tmp_path / "s.yaml").stages
+    assert [s.name for s in stages] == ["a", "b"] and stages[1].lr == 0.001
+
+
+def test_external_data_outside_the_folder_is_refused_before_it_is_opened(kit, tmp_path):
+    """The data "file" outside is a FIFO: opening it to read would block forever, so a refusal in time proves
+    nothing was read (a real subprocess, so that a hang is a timeout, not a stuck test run)."""
+    os.mkfifo(tmp_path / "fifo")
+    model = external_onnx(tmp_path / "model", "../fifo")
+    code, err = run_elsr(eval_argv(tmp_path, model, kit.hr).argv, None, in_subprocess=True)
+    assert_refused(code, err, ("m.onnx", "'../fifo'", "outside the model's folder"))
+
+
+def test_bench_reports_a_checkpoint_with_nan_as_a_failed_row(kit, tmp_path, capfd):
+    nan = checkpoint_with(tmp_path, kit, "nan.pt", float("nan"))
+    argv = bench_argv(tmp_path, kit).argv
+    code = main([a if a != str(kit.x4) else str(nan) for a in argv])
+    out = capfd.readouterr().out
+    assert code == 0 and "weights are not finite" in out
+
+
+def test_staged_frames_appear_only_when_all_are_written(kit, tmp_path, monkeypatch, capfd):
+    """A failure after some frames (here the third one's write) leaves an existing output folder as it was."""
+    from elsr.io import pngstream
+
+    frames = folder_with(tmp_path / "frames", count=4, size=16)
+    out = tmp_path / "out"
+    old = existing(out / "img0.png", "old frame")
+    real, calls = pngstream.png_writer, []
+
+    def failing(path, *args, **kw):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, os.strerror(28))
+        return real(path, *args, **kw)
+    monkeypatch.setattr("elsr.runtime.upscale.png_writer", failing)
+    code, err = run_elsr(upscale_argv(tmp_path, kit.x4, frames, out, ["--overwrite"]).argv, capfd)
+    assert_refused(code, err, ("No space left on device",))
+    assert sorted(p.name for p in out.iterdir()) == ["img0.png"] and old.read_text() == "old frame"
+    assert not leftovers(tmp_path) and not list(tmp_path.glob(".out.*"))

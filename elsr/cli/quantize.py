@@ -27,13 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=count, default=QATConfig.patch_size,
                         help="LR patch size for QAT and PTQ calibration")
     parser.add_argument("--batch-size", type=count, default=QATConfig.batch_size, help="QAT batch size")
-    parser.add_argument("--distill", type=float, default=QATConfig.distill,
+    parser.add_argument("--distill", type=number(float), default=QATConfig.distill,
                         help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
                              "the HR patch (default: %(default)s)")
-    parser.add_argument("--luma-weight", type=float, default=QATConfig.luma_weight,
+    parser.add_argument("--luma-weight", type=number(float), default=QATConfig.luma_weight,
                         help="share (0 to below 1) of the QAT loss on the BT.601 luma error, the channel PSNR-Y "
                              "scores; the rest on RGB keeps the colours (default: %(default)s)")
-    parser.add_argument("--ema", type=float, default=QATConfig.ema,
+    parser.add_argument("--ema", type=number(float), default=QATConfig.ema,
                         help="decay of a moving average of the QAT weights and ranges, validated each epoch "
                              "beside the raw ones, e.g. 0.999 (default: off)")
     parser.add_argument("--qat-checkpoint", type=Path, help="reuse a .qat.pt instead of fine-tuning again")

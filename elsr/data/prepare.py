@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from elsr.data.bicubic import downscale
 from elsr.errors import ElsrError
-from elsr.io.files import atomic_path, human_bytes, refuse_overwriting_inputs
+from elsr.io.files import atomic_path, check_free_space, human_bytes, refuse_overwriting_inputs
 from elsr.io.images import IMAGE_SUFFIXES, mod_crop, read_image
 from elsr.io.kinds import HDF5_SUFFIXES
 from elsr.io.video import VIDEO_SUFFIXES, video_frames, video_info
@@ -44,6 +44,11 @@ COMPRESSIONS = ("none", "gzip")
 REDS_SCALE = 4
 BATCH_PATCHES = 256  # at most this many patches buffered in memory before each append to the file
 BUFFER_BYTES = 64 * 2**20  # ... and at most this many bytes of them (HR plus every LR scale)
+# Room kept free on the disk beside each append, for what HDF5 writes when it closes the file (chunk index,
+# heaps, superblock: grows with the chunks, one per patch): HDF5 meeting a full disk leaves its library in a
+# state that can crash the process at exit, so the writer stops with one line before the disk is full.
+METADATA_ROOM = 4 * 2**20
+METADATA_SHARE = 0.02
 PROGRESS_LOG_S = 60.0  # without a terminal (batch jobs), a progress line with the ETA this often
 FORMAT_NAME = "elsr-patches"
 FORMAT_VERSION = 1
@@ -252,7 +257,8 @@ class _PatchWriter:
     held is the buffer, whatever the number of frames.
     """
 
-    def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str):
+    def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str, path: Path):
+        self.path = path   # the file being written, whose disk must keep room
         self.count = 0
         self.queued = 0
         self.scales = scales
@@ -285,15 +291,20 @@ class _PatchWriter:
         """Patches written plus patches queued."""
         return self.count + self.queued
 
+    def _check_room(self, adding: int) -> None:
+        needed = adding + METADATA_ROOM + int(METADATA_SHARE * (self.bytes_written + adding))
+        check_free_space(self.path, needed, f"appending {self.queued} patches to the {self.count} written")
+
     @property
     def bytes_written(self) -> int:
         return self.count * self.patch_bytes
 
     def flush(self) -> None:
-        """Append the queued patches to the file."""
+        """Append the queued patches to the file (after checking the disk has room for them)."""
         n = self.queued
         if not n:
             return
+        self._check_room(n * self.patch_bytes)
         for name, dataset in self.datasets.items():
             dataset.resize(self.count + n, axis=0)
             dataset[self.count:self.count + n] = self.buffers[name][:n]
@@ -347,7 +358,7 @@ def _duration(seconds: float) -> str:
 
 def _fill(h5: h5py.File, cfg: PrepareConfig, inputs: list[_Input], pairs: dict[Path, Path] | None) -> _Stats:
     """Stream every frame's patches into ``h5``; returns the counts."""
-    writer = _PatchWriter(h5, cfg.patch_size, cfg.scales, cfg.compression)
+    writer = _PatchWriter(h5, cfg.patch_size, cfg.scales, cfg.compression, cfg.out)
     stats = _Stats()
     crop = math.lcm(*cfg.scales)
     total = _estimate_frames(inputs, cfg.frame_step)
