@@ -49,12 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-backend", nargs="+", default=[], metavar="NAME",
                         help="rows for the video mode (row or backend names, globs; default: one per backend, at the "
                              "thread count `elsr upscale` gives the model beside an encoder)")
-    parser.add_argument("--video-frames", type=number(int, 0), default=0, metavar="N", help="use the first N frames (0: all)")
+    parser.add_argument("--video-frames", type=number(int, 0), default=0, metavar="N",
+                        help="use the first N frames (0: all)")
     parser.add_argument("--video-codec", choices=list(CODECS), default=None,
                         help=f"video codec (default: {CONTAINERS['.mp4'].codec}, as `elsr upscale` writes .mp4)")
     parser.add_argument("--video-presets", nargs="+", default=[None], metavar="PRESET",
                         help="encoder presets, one run each (default: the codec's default, as in `elsr upscale`)")
-    parser.add_argument("--video-crf", type=number(int, 0, MAX_CRF), default=None, help="video quality (default: the codec's default)")
+    parser.add_argument("--video-crf", type=number(int, 0, MAX_CRF), default=None,
+                        help="video quality (default: the codec's default)")
     parser.add_argument("--convert", action="store_true", help="let elsr eval convert greyscale/RGBA/16-bit images")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write results.json, results.csv, latency_vs_psnr.png")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a BENCHMARKS.md-style report here")

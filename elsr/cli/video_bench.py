@@ -29,11 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     memory = sub.add_parser("memory", help="peak memory of `elsr upscale` on clips of the frames looped N times")
     for p in (clip, memory):
         p.add_argument("--frames", type=Path, required=True, help="folder of frames (sorted by name)")
-        p.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=default(ClipConfig, "fps"), help="frame rate (default %(default)s)")
+        p.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=default(ClipConfig, "fps"),
+                       help="frame rate (default %(default)s)")
         p.add_argument("--audio", choices=[*AUDIO_CODECS, "none"], default=default(ClipConfig, "audio"),
                        help="audio track: a 440 Hz tone (default %(default)s)")
     clip.add_argument("--out", type=Path, required=True, help="the clip (.mp4, .mkv, .mov, .webm)")
-    clip.add_argument("--loops", type=count, default=default(ClipConfig, "loops"), help="the frames this many times over")
+    clip.add_argument("--loops", type=count, default=default(ClipConfig, "loops"),
+                      help="the frames this many times over")
     clip.add_argument("--subtitles", action="store_true", help="add a SubRip subtitle track, one cue a second")
     clip.add_argument("--overwrite", action="store_true", help="replace an existing clip")
     memory.add_argument("--loops", type=count, nargs="+", default=default(MemoryConfig, "loops"),

@@ -77,15 +77,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def staged_folder(folder: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``folder`` to write files into; when the block ends without an error they
-    are moved into ``folder`` (made if needed, a file of the same name replaced), else the temporary folder is
-    removed: a run that fails half way leaves no new file and no old one replaced."""
+    """Yield a temporary folder to write files into (inside ``folder`` when it exists, else beside it); when the
+    block ends without an error they are moved into ``folder`` (made if needed, a file of the same name replaced),
+    else the temporary folder is removed: a run that fails half way leaves no new file and no old one replaced."""
     folder = Path(folder)
-    writable_folder(folder.parent)
+    home = folder if folder.is_dir() else writable_folder(folder.parent)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=folder.parent))
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=home))
     except OSError as exc:
-        raise from_os_error(exc, "cannot write here", folder.parent) from exc
+        raise from_os_error(exc, "cannot write here", home) from exc
     try:
         yield stage
         _move_into(stage, folder)
