@@ -27,6 +27,7 @@ from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import QuantParams
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
+from elsr.runtime.tiling import check_forward_fits
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
         dims = ()
     if len(dims) != 4 or min(dims) < 1 or dims[1] != 3:
         raise ElsrError(f"--fixed-shape {text!r} is not an NCHW shape with 3 channels", fix="e.g. 1x3x180x320")
+    check_forward_fits(dims[0], dims[2], dims[3], f"--fixed-shape {text}")   # the artifact is checked at it
     return dims  # type: ignore[return-value]
 
 

@@ -258,6 +258,12 @@ def _(t, kit, f):
     return upscale_argv(t, t / "m.pte", kit.hr / "img0.png")
 
 
+@case("eval-model-package-folder", "m.mlpackage", "is a folder", "--model wants")
+def _(t, kit, f):
+    (t / "m.mlpackage" / "Data").mkdir(parents=True)
+    return eval_argv(t, t / "m.mlpackage", kit.hr)
+
+
 @case("export-zip-that-is-no-checkpoint", "notes.pt", "not a readable PyTorch checkpoint")
 def _(t, kit, f):
     import zipfile
@@ -582,6 +588,16 @@ def _(t, kit, f):
 def _(t, kit, f):
     clip = write_clip(t / "wide.mkv", flat_frames(2, height=600, width=1200))
     return upscale_argv(t, kit.x4, clip, t / "big.mp4", ["--max-memory", "100"])
+
+
+@case("bench-size-beyond-memory", "--size 100000x100000", "needs about", "are available")
+def _(t, kit, f):
+    return Setup(bench_argv(t, kit, ["--size", "100000x100000"]).argv)
+
+
+@case("export-fixed-shape-beyond-memory", "--fixed-shape 64x3x20000x20000", "needs about", "are available")
+def _(t, kit, f):
+    return export_argv(t, kit.x4, extra=["--fixed-shape", "64x3x20000x20000"])
 
 
 def png_claiming(path: Path, width: int, height: int) -> Path:

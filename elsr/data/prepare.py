@@ -257,8 +257,9 @@ class _PatchWriter:
     held is the buffer, whatever the number of frames.
     """
 
-    def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str, path: Path):
-        self.path = path   # the file being written, whose disk must keep room
+    def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str,
+                 path: Path | None = None):
+        self.path = path   # the file being written, whose disk must keep room (None: not checked)
         self.count = 0
         self.queued = 0
         self.scales = scales
@@ -292,6 +293,8 @@ class _PatchWriter:
         return self.count + self.queued
 
     def _check_room(self, adding: int) -> None:
+        if self.path is None:
+            return
         needed = adding + METADATA_ROOM + int(METADATA_SHARE * (self.bytes_written + adding))
         check_free_space(self.path, needed, f"appending {self.queued} patches to the {self.count} written")
 

@@ -111,7 +111,8 @@ def read_checkpoint(path: str | Path) -> dict:
         data = {"format": FORMAT, "version": VERSION, "arch": infer_arch(data, path), "model": data, "meta": {}}
     else:
         raise ElsrError("not an ELSR checkpoint", path=path, fix="pass a model.pt written by 'elsr train'")
-    refuse_non_finite(data["model"].items(), path)
+    training = data.get("train_model") if _tensors(data.get("train_model")) else {}   # a run state's own weights
+    refuse_non_finite([*data["model"].items(), *training.items()], path)
     return data
 
 

@@ -12,6 +12,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from elsr.errors import ElsrError
+from elsr.io.files import human_bytes
+from elsr.model.devices import available_memory
 from elsr.model.network import RECEPTIVE_RADIUS
 
 BYTES_PER_LR_PIXEL = 1024  # peak memory of one x4 forward pass per LR pixel (measured: 640-1012 B, PyTorch and onnxruntime)
@@ -32,6 +35,17 @@ def tile_bytes(tile: int, height: int, width: int, scale: int = 4, bands: int = 
     image): one tile's forward pass plus ``bands`` output row bands of that tile's height."""
     rows, columns = (height, width) if tile <= 0 else (min(tile, height), min(tile, width))
     return BYTES_PER_LR_PIXEL * rows * columns + bands * rows * width * scale * scale * 3
+
+
+def check_forward_fits(batch: int, height: int, width: int, what: str) -> None:
+    """Refuse, before any work, one untiled forward pass of ``batch`` LR images of ``height`` x ``width`` that needs
+    more memory than is available (``what`` names the option that asked for it), naming both figures."""
+    need = BYTES_PER_LR_PIXEL * batch * height * width
+    free = available_memory()
+    if free is not None and need > free:
+        raise ElsrError(f"{what}: one forward pass of {batch}x{height}x{width} LR pixels needs about "
+                        f"{human_bytes(need)} of memory, and {human_bytes(free)} are available",
+                        fix="choose a smaller size")
 
 
 def auto_tile(max_memory_mb: float, width: int = 0, scale: int = 4, bands: int = 1) -> int:

@@ -339,7 +339,7 @@ def check_disk(cfg: UpscaleConfig, source: Source, renderer: Renderer, kind: str
 def check_targets(cfg: UpscaleConfig, source: Source) -> None:
     """No frame written into an output folder lands on an input image (an input folder inside the output one)."""
     inputs = {path.resolve() for path in source.paths}
-    for index in range(source.count):
+    for index in range(source.count if inputs else 0):
         target = cfg.output / source.name(index)
         if target.resolve() in inputs:
             raise ElsrError(f"frame {index} would be written over the input image {target}", path=cfg.output,
