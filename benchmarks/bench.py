@@ -15,6 +15,7 @@ from elsr.benchmarks.machine import Machine, peak_rss_bytes, reset_peak_rss
 from elsr.benchmarks.paper import comparison, realtime_fraction
 from elsr.benchmarks.quality import QualityCache
 from elsr.benchmarks.readiness import readiness_rows
+from elsr.benchmarks.reliability import assess, load_average
 from elsr.benchmarks.results import BenchResult, Row
 from elsr.benchmarks.timing import measure
 from elsr.benchmarks.video import run_video
@@ -76,6 +77,7 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
         return Measured(row, False)
     x = np.random.default_rng(0).random((1, 3, *cfg.size), dtype=np.float32)
     reset_peak_rss()
+    row.load_before = load_average()
     try:
         runner: Upscaler = backend.build(plan.model, plan.threads)
         info = runner.info()
@@ -91,6 +93,7 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
         row.mean_ms, row.runs = latency.mean_ms, latency.runs
         fill_rates(row, info, machine, cfg.size)
         row.peak_rss_bytes, row.gpu_peak_bytes = peak_rss_bytes(), runner.gpu_peak_bytes()
+        row.load_after = load_average()
     except Exception as exc:  # noqa: BLE001
         row.status = failure(exc)
     finally:
@@ -197,6 +200,7 @@ def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> Be
         plans.append(plan)
         measured.append(item)
     rows = [item.row for item in measured]
+    assess(rows, machine.usable_cores)
     if cfg.data is not None:
         log.info("quality: elsr eval on %s", cfg.data)
         bicubic = add_quality(measured, QualityCache(cfg.data, cfg.convert))

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from elsr.benchmarks.paper import comparison_lines
 from elsr.benchmarks.readiness import readiness_table
+from elsr.benchmarks.reliability import reliability_lines
 from elsr.benchmarks.results import BenchResult, Row
 from elsr.io.files import atomic_path, write_section, write_text
 
@@ -30,6 +31,7 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("params", lambda r: _num(",d")(r.params)),
     ("median ms", lambda r: _num(".2f")(r.median_ms)),
     ("p90 ms", lambda r: _num(".2f")(r.p90_ms)),
+    ("p90/median", lambda r: _num(".2f")(r.spread)),
     ("min ms", lambda r: _num(".2f")(r.min_ms)),
     ("fps", lambda r: _num(".1f")(r.fps)),
     ("x30fps", lambda r: _num(".2f")(r.realtime_fraction)),
@@ -40,13 +42,14 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("PSNR-RGB", lambda r: _num(".2f")(r.psnr_rgb)),
     ("SSIM-Y", lambda r: _num(".4f")(r.ssim_y)),
     ("SSIM-RGB", lambda r: _num(".4f")(r.ssim_rgb)),
+    ("timing", lambda r: r.reliability or "-"),
     ("status", lambda r: r.status.replace("|", "/")),
 ]
 
 
 def markdown_table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(h for h, _ in COLUMNS) + " |",
-             "|" + "|".join("---" if h in ("backend", "model", "precision", "status") else "---:"
+             "|" + "|".join("---" if h in ("backend", "model", "precision", "timing", "status") else "---:"
                             for h, _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(show(row) for _, show in COLUMNS) + " |" for row in rows]
     return "\n".join(lines)
@@ -126,6 +129,7 @@ def notes(result: BenchResult) -> list[str]:
     if s["data"]:
         lines.append(f"- PSNR/SSIM: the means `elsr eval` reports on {s['data']} (LR by MATLAB bicubic, "
                      f"{len(set(quality))} evaluation(s)); channels_last/compile rows share the checkpoint's score.")
+    lines += reliability_lines(result.rows, result.machine.usable_cores)
     lines += [f"- {row.name} (threads {row.threads or '-'}): {note}" for row in result.rows
               for note in dict.fromkeys(row.notes) if row.kind != "reference"]
     return lines + comparison_lines(result.paper)
@@ -159,9 +163,9 @@ def plot_latency_vs_psnr(result: BenchResult, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5))
     points = [r for r in result.rows if r.ok and r.median_ms and r.psnr_y is not None]
-    markers = "os^Dv<>P*X"
+    markers = "os^Dv<>P*"   # 9 markers and 10 colours: no (colour, marker) pair repeats within 90 rows
     for i, row in enumerate(points):  # a legend entry per row: labels beside points overlap
-        ax.scatter(row.median_ms, row.psnr_y, color=plt.get_cmap("tab10")(i % 10), marker=markers[i % 10],
+        ax.scatter(row.median_ms, row.psnr_y, color=plt.get_cmap("tab10")(i % 10), marker=markers[i % len(markers)],
                    s=45, zorder=3, label=f"{row.name} ({row.threads or '-'}t, {row.precision})")
     budget = result.paper["target"]["frame_budget_ms"]
     ax.axvline(budget, color="grey", ls=":", label=f"{budget:.1f} ms (30 fps)")

@@ -40,6 +40,9 @@ class Row:
     ssim_y: float | None = None
     ssim_rgb: float | None = None
     quality_source: str | None = None        # the `elsr eval` call whose means these are
+    load_before: float | None = None         # 1-minute load average when the row started and ended
+    load_after: float | None = None
+    reliability: str | None = None           # timed rows: 'ok' or 'unreliable: why' (elsr.benchmarks.reliability)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -47,11 +50,16 @@ class Row:
         return self.status == "ok"
 
     @property
+    def spread(self) -> float | None:
+        """p90 / median of the timed runs."""
+        return self.p90_ms / self.median_ms if self.p90_ms and self.median_ms else None
+
+    @property
     def size_kib(self) -> float | None:
         return None if self.size_bytes is None else self.size_bytes / 1024
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "size_kib": self.size_kib}
+        return {**asdict(self), "size_kib": self.size_kib, "spread": self.spread}
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """ELSR: extreme low-power super-resolution, from training to a phone.
 
->>> from elsr import load_model, super_resolve, read_image, write_image
->>> model, _ = load_model("x4")  # a bundled model's name, or a checkpoint path
->>> write_image("big.png", super_resolve(model, read_image("small.png")))
+>>> from elsr import load_model, load_upscaler, super_resolve, read_image, write_image
+>>> upscaler = load_upscaler()   # what `elsr upscale` runs on images: the bundled INT8 model (x4-int8)
+>>> write_image("big.png", upscaler(read_image("small.png")))
+>>> model, _ = load_model("x4")  # a PyTorch checkpoint (a bundled model's name or a path): FP32, trainable
+>>> write_image("big_fp32.png", super_resolve(model, read_image("small.png")))
 
 This module is the public API; nothing inside the package imports it. Its names are imported on first
 use, so that importing any part of elsr (``python -m elsr.benchmarks.large_image``, ``elsr --help``)
@@ -11,7 +13,8 @@ does not load PyTorch until something needs it.
 
 from elsr.version import __version__
 
-__all__ = ["ELSR", "ModelConfig", "load_model", "read_image", "super_resolve", "write_image", "__version__"]
+__all__ = ["ELSR", "ModelConfig", "load_model", "load_upscaler", "read_image", "super_resolve", "write_image",
+           "__version__"]
 
 
 def __getattr__(name: str):
@@ -21,6 +24,9 @@ def __getattr__(name: str):
     if name == "load_model":
         from elsr.model import checkpoint
         return checkpoint.load_model
+    if name == "load_upscaler":
+        from elsr.runtime import loaders
+        return loaders.load_upscaler
     if name == "super_resolve":
         from elsr.model import inference
         return inference.super_resolve

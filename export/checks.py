@@ -100,13 +100,17 @@ def validate(path: Path, model: ELSR, data: Path, convert: bool = False, threads
         hr = mod_crop(read_image(image_path, convert), scale)
         lr = downscale(hr, scale)
         sr, ref = upscaler(lr), super_resolve(model, lr)
-        ours.append(image_metrics(sr, hr, scale)["psnr_y"])
-        fp32.append(image_metrics(ref, hr, scale)["psnr_y"])
+        ours.append(image_metrics(sr, hr, scale))
+        fp32.append(image_metrics(ref, hr, scale))
         agree.append(psnr(sr, ref, scale, y_channel=True))
     finite = [a for a in agree if np.isfinite(a)]
-    return {"data": str(data), "images": len(ours), "psnr_y": float(np.mean(ours)), "fp32_psnr_y": float(np.mean(fp32)),
-            "delta_db": float(np.mean(ours) - np.mean(fp32)), "identical_images": len(agree) - len(finite),
-            "psnr_y_vs_fp32": float(np.mean(finite)) if finite else float("inf")}
+    result = {"data": str(data), "images": len(ours), "identical_images": len(agree) - len(finite),
+              "psnr_y_vs_fp32": float(np.mean(finite)) if finite else float("inf")}
+    for channel in ("y", "rgb"):
+        mean, reference = (float(np.mean([m[f"psnr_{channel}"] for m in rows])) for rows in (ours, fp32))
+        result.update({f"psnr_{channel}": mean, f"fp32_psnr_{channel}": reference,
+                       f"delta_{channel}_db": mean - reference})
+    return result
 
 
 def format_validation(path: Path, result: dict) -> str:
@@ -114,6 +118,8 @@ def format_validation(path: Path, result: dict) -> str:
               f"{result['psnr_y_vs_fp32']:.2f} dB vs the FP32 output")
     data = Path(result["data"])
     label = data.parent.name if data.name == "HR" and data.parent.name else data.name or str(data)  # Set5/HR -> Set5
-    return (f"validate {label} ({result['images']} images, "
-            f"{path.name}): PSNR-Y {result['psnr_y']:.3f} dB, FP32 PyTorch {result['fp32_psnr_y']:.3f} dB, "
-            f"{result['delta_db']:+.3f} dB; {versus}")
+    return (f"validate {label} ({result['images']} images, {path.name}): "
+            f"PSNR-Y {result['psnr_y']:.3f} dB ({result['delta_y_db']:+.3f} vs FP32 PyTorch "
+            f"{result['fp32_psnr_y']:.3f}), "
+            f"PSNR-RGB {result['psnr_rgb']:.3f} dB ({result['delta_rgb_db']:+.3f} vs {result['fp32_psnr_rgb']:.3f}); "
+            f"{versus}")

@@ -154,5 +154,5 @@ def export_model(cfg: ExportConfig, emit: Callable[[str], None] = log.info) -> P
         raise ElsrError(f"{exc.problem}; the file was removed", path=out, fix=exc.fix) from exc
     for data in cfg.validate:
         emit(format_validation(out, fmt.validate(out, model, data, cfg.convert)))
-    emit(f"benchmark it: python -m elsr.benchmarks --models {out} --backends {fmt.backend} --threads 2")
+    emit(f"benchmark it: elsr bench --models {out} --backends {fmt.backend} --threads 2")
     return out

@@ -25,7 +25,7 @@ from elsr.export.onnx_fp32 import export_onnx, onnx_opset
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
 from elsr.export.ort_format import config_path, fix_input_shape, required_operators, write_ort
 from elsr.export.request import Exported, ExportRequest
-from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, model_metadata
+from elsr.runtime.contract import INPUT_NAME, TFLITE_FORMAT_TAG, artifact_name, model_metadata
 
 # --------------------------------------------------------------------------------------- exporters
 
@@ -110,7 +110,7 @@ class ExportFormat:
                                 fix=fix)
 
     def default_name(self, scale: int, int8: bool, io: str = "float") -> Path:
-        return Path(f"elsr_x{scale}{'_int8' if int8 else ''}{tflite.TFLITE_IO[io].tag}{self.suffix}")
+        return artifact_name(scale, int8, self.suffix, tflite.TFLITE_IO[io].tag)
 
 
 def _ort_companions(out: Path) -> list[Path]:

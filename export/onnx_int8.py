@@ -232,7 +232,7 @@ def qat_model_from_onnx(path: str | Path) -> QuantELSR:
 def load_int8_source(path: str | Path) -> tuple[QuantELSR, QuantParams, dict]:
     """(fake-quant model, integer parameters, meta) from a ``.qat.pt`` checkpoint or from the INT8 ``.onnx`` built
     from one (whose parameters are taken as stored, bit for bit). ``meta`` holds the INT8 model's own validation
-    PSNR where the file records it (``{"val": {"psnr_y": ...}, "val_data": ...}``), else {}."""
+    PSNR where the file records it (``{"val": {"psnr_y": ..., "psnr_rgb": ...}, "val_data": ...}``), else {}."""
     if Path(path).suffix.lower() == ".onnx":
         params = quant_params_from_onnx(path)
         return qat_model_from_params(params), params, _int8_meta(onnx.load(str(path), load_external_data=False))
@@ -242,11 +242,15 @@ def load_int8_source(path: str | Path) -> tuple[QuantELSR, QuantParams, dict]:
 
 def _int8_meta(proto: onnx.ModelProto) -> dict:
     props = {p.key: p.value for p in proto.metadata_props}
-    try:
-        psnr_y = float(props["psnr_y"])
-    except (KeyError, ValueError):
+    val = {}
+    for key in ("psnr_y", "psnr_rgb"):
+        try:
+            val[key] = float(props[key])
+        except (KeyError, ValueError):
+            pass
+    if "psnr_y" not in val:
         return {}
-    return {"val": {"psnr_y": psnr_y}, **({"val_data": props["psnr_data"]} if props.get("psnr_data") else {})}
+    return {"val": val, **({"val_data": props["psnr_data"]} if props.get("psnr_data") else {})}
 
 
 def load_qat_source(path: str | Path) -> QuantELSR:

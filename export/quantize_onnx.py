@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from elsr.data.datasets import open_training_data
-from elsr.data.validation import ValidationSet
-from elsr.errors import ElsrError
 from elsr.export.int8_debug import int8_matches_fake_quant, layer_sqnr
 from elsr.export.onnx_fp32 import export_onnx
 from elsr.export.onnx_int8 import INT8_QUANTIZATION, build_int8_model, save_model
 from elsr.export.ptq import quantize_ptq
+
+from elsr.data.datasets import TrainingSource, open_training_data
+from elsr.data.validation import ValidationSet
+from elsr.errors import ElsrError
 from elsr.io.files import refuse_overwriting_inputs, write_text
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
@@ -24,7 +24,7 @@ from elsr.model.inference import resolve_device
 from elsr.quant.checkpoint import read_qat_checkpoint, save_qat_checkpoint
 from elsr.quant.params import quant_params
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
-from elsr.runtime.contract import model_metadata
+from elsr.runtime.contract import artifact_name, model_metadata
 from elsr.runtime.evaluate import EvalConfig, evaluate
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ METHODS = ("qat", "ptq")
 @dataclass
 class QuantizeConfig:
     weights: Path
-    out: Path
+    out: Path | None = None              # default: elsr_x{scale}_int8.onnx here
     method: str = "qat"
     train: Path | None = None            # training data (QAT fine-tuning and PTQ calibration)
     val: Path | None = None              # validation images (QAT model selection)
@@ -48,25 +48,23 @@ class QuantizeConfig:
     progress: bool = True
 
 
-def calibration_patches(cfg: QuantizeConfig, scale: int) -> list[np.ndarray]:
-    source = open_training_data(cfg.train, cfg.convert, workers=0)
+def calibration_patches(cfg: QuantizeConfig, source: TrainingSource, scale: int) -> list[np.ndarray]:
     batches = source.batches(scale, cfg.qat.patch_size, 1, cfg.calibration_images, (7, 7, 7))
     return [lr.numpy() for lr, _ in batches]
 
 
-def ptq_path(cfg: QuantizeConfig) -> Path:
-    return cfg.out if cfg.method == "ptq" else cfg.out.with_name(f"{cfg.out.stem}_ptq.onnx")
+def ptq_path(method: str, out: Path) -> Path:
+    return out if method == "ptq" else out.with_name(f"{out.stem}_ptq.onnx")
 
 
-def check_outputs(cfg: QuantizeConfig) -> None:
+def check_outputs(cfg: QuantizeConfig, out: Path) -> None:
     """Before any work: an .onnx output, no file written over an input, none that exists unless overwrite (the
-    model, the PTQ model beside a QAT one, the QAT checkpoint, the reports)."""
-    out = cfg.out
+    model ``out``, the PTQ model beside a QAT one, the QAT checkpoint, the reports)."""
     if out.suffix.lower() != ".onnx":
         raise ElsrError(f"quantize writes an INT8 ONNX model, not a {out.suffix or 'suffix-less'} file", path=out,
                         fix="name it *.onnx (elsr export turns it into .ort or .tflite)")
     training = cfg.method == "qat" and not cfg.qat_checkpoint
-    outputs = [out, ptq_path(cfg), *([out.with_suffix(".qat.pt")] if training else []),
+    outputs = [out, ptq_path(cfg.method, out), *([out.with_suffix(".qat.pt")] if training else []),
                out.with_suffix(".report.json"), out.with_suffix(".report.md")]
     refuse_overwriting_inputs(outputs, [cfg.weights, cfg.qat_checkpoint, cfg.train, cfg.val, *cfg.eval_data])
     existing = [p for p in dict.fromkeys(outputs) if p.exists()]
@@ -80,8 +78,9 @@ def quantize(cfg: QuantizeConfig) -> dict:
         raise ElsrError(f"unknown method {cfg.method!r}", fix=f"use one of {', '.join(METHODS)}")
     if cfg.train is None:
         raise ElsrError("--train is needed (QAT data and PTQ calibration images)")
-    check_outputs(cfg)
     model, ckpt = load_model(cfg.weights)
+    out = cfg.out or artifact_name(model.scale, True, ".onnx")
+    check_outputs(cfg, out)
     reused = read_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
     if cfg.method == "qat" and cfg.val is None:
         raise ElsrError("--val is needed for QAT (model selection)", fix="pass --val HR_FOLDER")
@@ -90,9 +89,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
     for folder in {*([cfg.val] if cfg.val else []), *eval_sets}:  # before anything is written
         list_images(folder)
-    out, ptq_out = cfg.out, ptq_path(cfg)
-    report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}}
-    patches = calibration_patches(cfg, scale)
+    ptq_out = ptq_path(cfg.method, out)
+    report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}, "files": []}
+    source = open_training_data(cfg.train, cfg.convert)
+    patches = calibration_patches(cfg, source, scale)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_onnx = export_onnx(model, Path(tmp) / "fp32.onnx", meta=ckpt.get("meta"))
         quantize_ptq(fp32_onnx, ptq_out, patches)
@@ -101,10 +101,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
         if reused is not None:
             (qmodel, qat_meta), history = reused, []
         else:
-            source = open_training_data(cfg.train, cfg.convert)
             val = ValidationSet(cfg.val, cfg.convert)
             qmodel, history = train_qat(model, source, val, cfg.qat, device, cfg.progress)
             save_qat_checkpoint(out.with_suffix(".qat.pt"), qmodel, history, cfg.val)
+            report["files"].append(str(out.with_suffix(".qat.pt")))
             qat_meta = {"val": selected_metrics(history), "val_data": str(cfg.val)}
         report["qat_history"] = history
         metadata = {**model_metadata(model, "int8", qat_meta), "quantization": INT8_QUANTIZATION}
@@ -121,6 +121,8 @@ def quantize(cfg: QuantizeConfig) -> dict:
         report["eval"][str(data)] = {
             "bicubic": rows["fp32"]["mean"]["bicubic"],
             **{name: result["mean"]["model"] for name, result in rows.items()}}
+    report["files"] = [*report["models"].values(), *report["files"],
+                       *(str(out.with_suffix(suffix)) for suffix in (".report.json", ".report.md"))]
     write_text(out.with_suffix(".report.json"), json.dumps(report, indent=2))
     write_text(out.with_suffix(".report.md"), format_report(report))
     return report

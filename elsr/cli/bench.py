@@ -13,7 +13,7 @@ from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, pa
 from elsr.benchmarks.report import format_report, write_markdown, write_outputs, write_video_section
 from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
 from elsr.cli.numbers import count, number, threads
-from elsr.cli.options import check_checkpoint
+from elsr.cli.options import bundled_names, check_checkpoint
 from elsr.errors import ElsrError
 from elsr.io.files import refuse_overwriting_inputs
 from elsr.io.video import CODECS, CONTAINERS, MAX_CRF, EncodeSettings
@@ -27,10 +27,11 @@ def backends_help() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, metavar="CKPT",
-                        help="PyTorch checkpoint (or x2 / x4, a bundled one): the torch rows")
+                        help=f"PyTorch checkpoint (or a bundled one: {bundled_names(checkpoints=True)}): the torch "
+                             "rows")
     parser.add_argument("--onnx", "--models", type=model_path, nargs="+", default=[], dest="models", metavar="MODEL",
                         help="model files: .onnx (FP32, INT8 QAT/PTQ) and .ort run by onnxruntime, .tflite by TFLite; "
-                             "or bundled models' names (x4-onnx, x4-int8, x4-int8-ort)")
+                             f"or bundled models' names ({bundled_names(checkpoints=False)}) (default: none)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="HR images: PSNR/SSIM of each row as `elsr eval` reports it, plus a bicubic row")
     parser.add_argument("--size", default="180x320", metavar="HxW",

@@ -88,7 +88,8 @@ def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
               "a smaller batch, or free memory)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("elsr: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)
+        print(f"elsr: interrupted{f' ({hint})' if hint else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, unless --debug
         if debug:

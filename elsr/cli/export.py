@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from elsr.cli.numbers import count, number
-from elsr.cli.options import add_convert, add_device, add_overwrite, check_checkpoint, config_from_args
+from elsr.cli.options import add_convert, add_device, add_overwrite, bundled_names, check_checkpoint, config_from_args
 from elsr.export.exporter import ExportConfig, export_model, parse_shape
 from elsr.export.formats import FORMATS
 from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES, OPSETS
@@ -19,16 +19,18 @@ from elsr.quant.qat import QATConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, required=True,
-                        help="checkpoint to export (model.pt), or x2 / x4 for a bundled one")
+                        help=f"checkpoint to export (model.pt), or a bundled one: {bundled_names(checkpoints=True)}")
     parser.add_argument("--out", type=Path,
-                        help="output file (default: elsr_x{scale}[_int8][_uint8io].{onnx,ort,tflite} here)")
+                        help=f"output file (default: elsr_x{{scale}}[_int8][{'|'.join(io.tag for io in TFLITE_IO.values() if io.tag)}]"
+                             f".{{{','.join(f.suffix[1:] for f in FORMATS.values())}}} here)")
     parser.add_argument("--format", default="onnx", choices=list(FORMATS),
-                        help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+                        help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
+                        + " (default: %(default)s)")
     parser.add_argument("--int8", action="store_true",
                         help="INT8 from quantization-aware training: --qat-checkpoint, or --train and --val to run QAT")
-    parser.add_argument("--qat-checkpoint", type=Path, metavar="QAT_PT",
+    parser.add_argument("--qat-checkpoint", type=model_path, metavar="QAT_PT",
                         help="with --int8: reuse this QAT result: a .qat.pt (from 'elsr quantize' or an earlier --int8 "
-                             "export) or the INT8 .onnx built from one (e.g. elsr/pretrained/elsr_x4_int8.onnx)")
+                             "export) or the INT8 .onnx built from one (e.g. x4-int8, the bundled one)")
     parser.add_argument("--train", type=Path, help="with --int8 and no --qat-checkpoint: QAT training images or .h5")
     parser.add_argument("--val", type=Path, help="with --int8 and no --qat-checkpoint: QAT validation HR images")
     parser.add_argument("--qat-epochs", type=count, help=f"QAT epochs (default: {QATConfig.epochs}, as elsr quantize)")
@@ -53,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"also check parity on up to {MAX_CHECK_IMAGES} of these images, as LR at their own size")
     parser.add_argument("--validate", type=Path, nargs="+", default=[], metavar="HR_DIR",
                         help="run the artifact in its own runtime on these HR image folders: PSNR-Y against ground "
-                             "truth and against the FP32 PyTorch model")
+                             "truth and against the FP32 PyTorch model (default: none)")
     add_convert(parser, "convert greyscale / RGBA / 16-bit images (e.g. Set14) instead of refusing them")
     add_device(parser, "QAT")
     add_overwrite(parser)

@@ -47,8 +47,10 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def bundled_names() -> str:
-    return ", ".join(MODELS)
+def bundled_names(checkpoints: bool | None = None) -> str:
+    """The bundled models' names for a help text: all, only the PyTorch checkpoints, or only the other files."""
+    return ", ".join(name for name, path in MODELS.items()
+                     if checkpoints is None or (path.suffix == ".pt") == checkpoints)
 
 
 def check_kind(path: Path | None, wanted: tuple[str, ...], option: str) -> None:

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image folders, frame folders (e.g. REDS train_sharp), images or video files")
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     parser.add_argument("--scales", nargs="+", type=_scale_list, default=[list(default(PrepareConfig, "scales"))],
-                        help='upscaling factors, e.g. "2,4" or 2 4 (2, 3 or 4; the first one is linked as "lr")')
+                        help='upscaling factors, e.g. "2,4" or 2 4 (2, 3 or 4; the first one is linked as "lr"; '
+                             f'default: {",".join(map(str, default(PrepareConfig, "scales")))})')
     parser.add_argument("--patch-size", type=count, default=default(PrepareConfig, "patch_size"),
                         help="HR patch size in pixels (default %(default)s)")
     parser.add_argument("--stride", type=count, default=default(PrepareConfig, "stride"),

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from elsr.cli.numbers import count, number
-from elsr.cli.options import add_convert, add_device, add_no_progress, add_overwrite, check_checkpoint, config_from_args
+from elsr.cli.options import (
+    add_convert,
+    add_device,
+    add_no_progress,
+    add_overwrite,
+    bundled_names,
+    check_checkpoint,
+    config_from_args,
+)
 from elsr.export.quantize_onnx import METHODS, QuantizeConfig, format_report, quantize
 from elsr.pretrained import model_path
 from elsr.quant.qat import QATConfig
@@ -14,19 +22,25 @@ from elsr.quant.qat import QATConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=model_path, required=True,
-                        help="trained FP32 checkpoint (model.pt), or x4 for the bundled one")
-    parser.add_argument("--method", default="qat", choices=METHODS)
+                        help=f"trained FP32 checkpoint (model.pt), or a bundled one: {bundled_names(checkpoints=True)}")
+    parser.add_argument("--method", default="qat", choices=METHODS,
+                        help="qat: quantization-aware fine-tuning (the INT8 model to ship); ptq: onnxruntime's static "
+                             "post-training quantization, calibrated on --train patches (a baseline); qat writes "
+                             "both (default: %(default)s)")
     parser.add_argument("--train", type=Path, required=True, help="training images or .h5 (QAT data, PTQ calibration)")
     parser.add_argument("--val", type=Path, help="validation HR images (QAT model selection, report)")
     parser.add_argument("--eval", type=Path, nargs="+", default=[], dest="eval_data",
                         help="HR image folders to report on (default: --val)")
-    parser.add_argument("--out", type=Path, default=Path("elsr_int8.onnx"), help="INT8 ONNX model to write")
-    parser.add_argument("--epochs", type=count, default=QATConfig.epochs, help="QAT epochs")
-    parser.add_argument("--iters", type=count, default=QATConfig.iters_per_epoch, help="QAT iterations per epoch")
-    parser.add_argument("--lr", type=number(float, above=0), default=QATConfig.lr, help="QAT learning rate")
+    parser.add_argument("--out", type=Path, help="INT8 ONNX model to write; beside it: NAME_ptq.onnx, NAME.qat.pt, "
+                                                 "NAME.report.md/.json (default: elsr_x{scale}_int8.onnx here)")
+    parser.add_argument("--epochs", type=count, default=QATConfig.epochs, help="QAT epochs (default: %(default)s)")
+    parser.add_argument("--iters", type=count, default=QATConfig.iters_per_epoch,
+                        help="QAT iterations per epoch (default: %(default)s)")
+    parser.add_argument("--lr", type=number(float, above=0), default=QATConfig.lr, help="QAT learning rate (default: %(default)s)")
     parser.add_argument("--patch-size", type=count, default=QATConfig.patch_size,
-                        help="LR patch size for QAT and PTQ calibration")
-    parser.add_argument("--batch-size", type=count, default=QATConfig.batch_size, help="QAT batch size")
+                        help="LR patch size for QAT and PTQ calibration (default: %(default)s)")
+    parser.add_argument("--batch-size", type=count, default=QATConfig.batch_size,
+                        help="QAT batch size (default: %(default)s)")
     parser.add_argument("--distill", type=number(float), default=QATConfig.distill,
                         help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
                              "the HR patch (default: %(default)s)")
@@ -49,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, distill=args.distill, ema=args.ema, luma_weight=args.luma_weight)
     report = quantize(config_from_args(QuantizeConfig, args, qat=qat, progress=not args.no_progress))
     print(format_report(report))
-    print(f"wrote {args.out} and {args.out.with_suffix('.report.md')}")
+    print(f"wrote {', '.join(report['files'])}")
     return 0

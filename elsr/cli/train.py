@@ -45,11 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision: bf16 (CUDA, or CPUs with bf16 support) or fp16 (CUDA, with "
                              "loss scaling); default off (float32)")
     parser.add_argument("--channels-last", choices=CHANNELS_LAST_MODES, default=default(TrainConfig, "channels_last"),
-                        help="NHWC memory format for the model (auto: on CUDA with --amp)")
+                        help="NHWC memory format for the model (auto: on CUDA with --amp; default: %(default)s)")
     parser.add_argument("--dist-timeout", type=number(float, above=0), default=None, metavar="S",
                         help="with several processes (torchrun): seconds a rank waits for a silent peer before "
                              f"the job fails (default {distributed.DEFAULT_TIMEOUT_S:.0f}, "
                              f"or ${distributed.TIMEOUT_ENV})")
+    parser.set_defaults(interrupt_hint="rerun the same command with --resume to continue from the last saved epoch")
 
 
 def run(args: argparse.Namespace) -> int:

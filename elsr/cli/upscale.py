@@ -62,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     encode = EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset, threads=args.threads_enc)
     written = upscale_files(config_from_args(UpscaleConfig, args, encode=encode, progress=not args.no_progress))
     files = written.files
-    print(f"wrote {files[0] if len(files) == 1 else f'{len(files)} files to {args.output}'}")
+    print(f"wrote {files[0] if len(files) == 1 else f'{len(files)} files to {args.output}'} with {written.model}")
     return 0

@@ -302,8 +302,11 @@ class HDF5Source:
             yield (lr, hr) if uint8 else (to_float(lr), to_float(hr))
 
 
+TrainingSource = FolderSource | HDF5Source   # what open_training_data gives: both have batches() and fingerprint()
+
+
 def open_training_data(path: str | Path, convert: bool = False, workers: int = 2,
-                       pin_memory: bool = False) -> FolderSource | HDF5Source:
+                       pin_memory: bool = False) -> TrainingSource:
     """An image folder (searched recursively) or an HDF5 patch file (``pin_memory`` for CUDA)."""
     path = Path(path)
     if not path.exists():

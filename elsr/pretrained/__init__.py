@@ -30,6 +30,11 @@ def pretrained(name: str = DEFAULT) -> Path:
     return MODELS[name]
 
 
+def bundled_name(path: Path) -> str | None:
+    """The bundled model's name of ``path``, or None when it is not one of them."""
+    return next((name for name, bundled in MODELS.items() if Path(path).resolve() == bundled.resolve()), None)
+
+
 def model_path(value: str) -> Path:
     """A --model / --weights value: an existing file, else the name of a bundled model (``x2``, ``x4-int8``, ...)."""
     path = Path(value)

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from elsr.model.network import ELSR, count_parameters
 from elsr.provenance import provenance
 
@@ -26,13 +28,19 @@ def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = Non
         "format": ONNX_FORMAT_TAG, "scale": model.scale, "value_range": "0..1", "channel_order": "RGB",
         "layout": "NCHW", "input": INPUT_NAME, "output": OUTPUT_NAME, "precision": precision,
         "parameters": count_parameters(model)}
-    psnr_y = (meta.get("val") or {}).get("psnr_y")
-    if psnr_y is not None:
-        fields["psnr_y"] = f"{psnr_y:.4f}"
+    for key in ("psnr_y", "psnr_rgb"):
+        value = (meta.get("val") or {}).get(key)
+        if value is not None:
+            fields[key] = f"{value:.4f}"
     if meta.get("val_data"):
         fields["psnr_data"] = meta["val_data"]
     fields.update(provenance())
     return {key: str(value) for key, value in fields.items()}
+
+
+def artifact_name(scale: int, int8: bool, suffix: str, tag: str = "") -> Path:
+    """The default file name of an exported model: elsr_x4.onnx, elsr_x4_int8.onnx, elsr_x4_int8_int8io.tflite."""
+    return Path(f"elsr_x{scale}{'_int8' if int8 else ''}{tag}{suffix}")
 
 
 def positive_int(value: str | None) -> int | None:

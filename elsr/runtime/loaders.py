@@ -14,7 +14,7 @@ from typing import Callable
 
 from elsr.errors import ElsrError
 from elsr.io.kinds import describe, refuse_wrong_kind
-from elsr.pretrained import MODELS, model_path
+from elsr.pretrained import DEFAULT, MODELS, model_path
 from elsr.runtime.base import Upscaler
 from elsr.runtime.onnx_model import ONNX_SUFFIXES, OnnxUpscaler
 from elsr.runtime.pytorch_model import CHECKPOINT_SUFFIXES, TorchUpscaler
@@ -60,9 +60,11 @@ def runtime_for(path: Path, option: str | None = None) -> Runtime:
                     fix=f"use one of {', '.join(MODEL_SUFFIXES)}, or a bundled model's name: {', '.join(MODELS)}")
 
 
-def load_upscaler(path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> Upscaler:
+def load_upscaler(path: str | Path = DEFAULT, scale: int | None = None, device: str = "auto",
+                  threads: int = 0) -> Upscaler:
     """Load a checkpoint, an ONNX or ORT-format model or a TFLite model, recognised by content; ``scale``, when
-    given, must match it. A bundled model's name (``x4-int8``, ...) is taken too.
+    given, must match it. A bundled model's name (``x4-int8``, ...) is taken too; by default the bundled model
+    `elsr upscale` uses for images (``x4-int8``).
 
     ``threads`` is the runtime's intra-op thread count (0: its default); a PyTorch model applies it only
     while ``active()``.

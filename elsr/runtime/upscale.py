@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import av
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -32,9 +33,9 @@ from elsr.io.video import (CONTAINERS, DEFAULT_FPS, WRITABLE, EncodeSettings, Fr
                            VideoReader, VideoWriter, container_for, is_video, to_yuv420p, video_writer)
 from elsr.model.devices import usable_cores
 from elsr.model.network import MIN_LR_SIDE
-from elsr.pretrained import VIDEO_MODELS, pretrained
+from elsr.pretrained import VIDEO_MODELS, bundled_name, pretrained
 from elsr.runtime.base import Upscaler, require_upscaling
-from elsr.runtime.loaders import fastest_bundled, load_upscaler
+from elsr.runtime.loaders import fastest_bundled, load_upscaler, runtime_for
 from elsr.runtime.pipeline import DEFAULT_DEPTH, PipelineStats, run_pipeline
 from elsr.runtime.tiling import RUNTIME_MB, auto_tile, image_budget, tile_bytes, upscale_bands
 
@@ -142,9 +143,30 @@ def output_kind(input_path: Path, output: Path) -> str:
         return "image"
     if output.exists() and not output.is_dir():
         raise ElsrError(f"output must be a folder (or a video: {WRITABLE}) for this input", path=output)
+    if suffix in IMAGE_SUFFIXES and not output.is_dir():   # a folder of images given one image's name
+        raise ElsrError(f"is an image file name, but --input {input_path.name} holds several pictures", path=output,
+                        fix=f"give a folder name without a suffix for PNGs, or a video name ({WRITABLE})")
     if suffix and not output.is_dir():
         container_for(output)  # out.gif, out.avi, out.txt: not a video we write; not silently a folder either
     return "folder"
+
+
+def label_halves(band: np.ndarray, labels: tuple[str, str], top: int = 0) -> np.ndarray:
+    """Write each label in the top-left corner of its half of a side-by-side picture (white on a dark box);
+    ``band`` holds the picture's rows from ``top`` on, so a picture written band by band gets the same pixels."""
+    half = band.shape[1] // 2
+    font_scale = max(0.4, half / 1000)
+    thickness = max(1, round(font_scale * 1.5))
+    for x0, text in zip((0, half), labels):
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        pad = max(2, h // 3)
+        if top > h + base + 2 * pad:
+            continue
+        cv2.rectangle(band, (x0, -top), (x0 + min(w + 2 * pad, half - 1), h + base + 2 * pad - top), (0, 0, 0),
+                      cv2.FILLED)
+        cv2.putText(band, text, (x0 + pad, h + pad - top), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+                    thickness, cv2.LINE_AA)
+    return band
 
 
 class Renderer:
@@ -182,7 +204,15 @@ class Renderer:
         if not self.compare:
             return sr
         bicubic_bands = upscale_bands(lambda x: bicubic.upscale(x, self.scale), lr, self.scale, tile)
-        return (np.concatenate([b, m], axis=1) for b, m in zip(bicubic_bands, sr))
+        labels = (f"bicubic x{self.scale}", f"ELSR x{self.scale}: {self.upscaler.name}")
+        return self._labelled((np.concatenate([b, m], axis=1) for b, m in zip(bicubic_bands, sr)), labels)
+
+    @staticmethod
+    def _labelled(bands: Iterator[np.ndarray], labels: tuple[str, str]) -> Iterator[np.ndarray]:
+        top = 0
+        for band in bands:
+            yield label_halves(band, labels, top)
+            top += band.shape[0]
 
     def frame(self, lr: np.ndarray) -> np.ndarray:
         bands = list(self.bands(lr))
@@ -202,6 +232,7 @@ class Written:
     frames: int
     seconds: float
     stats: PipelineStats
+    model: str = ""           # which model ran: 'x4-int8 (elsr_x4_int8.onnx, int8 qat, onnxruntime)'
 
     @property
     def fps(self) -> float:
@@ -267,6 +298,13 @@ def video_model_threads() -> int:
     rest, and a runtime's idle threads spin: onnxruntime with 2 threads beside libx264 on 2 cores cost 60 CPU ms
     a frame end to end against 41 with 1 thread, and ran at 17 against 24 fps (`elsr bench --video`)."""
     return max(1, usable_cores() // 4)
+
+
+def describe_model(path: Path, upscaler: Upscaler) -> str:
+    """'x4-int8 (elsr_x4_int8.onnx, int8 qat, onnxruntime)' for a bundled model, else the file and the same."""
+    name = bundled_name(path)
+    detail = f"{upscaler.info().precision}, {runtime_for(Path(path)).name}"
+    return f"{name} ({Path(path).name}, {detail})" if name else f"{path} ({detail})"
 
 
 def default_model(video_job: bool) -> Path:
@@ -367,6 +405,7 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
         threads = cfg.threads if cfg.threads is not None else video_model_threads() if video_job else 0
         upscaler = load_upscaler(model, device=cfg.device, threads=threads)
         stack.callback(upscaler.close)
+        model_line = describe_model(model, upscaler)
         renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
         source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
         stack.callback(source.close)
@@ -374,7 +413,7 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
             check_targets(cfg, source)
         check_memory(cfg, source, renderer, kind)
         check_disk(cfg, source, renderer, kind)
-        log.info("upscale: %s with %s", cfg.input, model)
+        log.info("upscale: %s with %s", cfg.input, model_line)
         bar = stack.enter_context(tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
                                        disable=None if cfg.progress and source.count != 1 else True))
         stack.enter_context(upscaler.active())
@@ -392,7 +431,7 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
             files.append(cfg.output)
         else:
             stats = upscale_stream(source, renderer, target, progress)
-        written = Written(files, done[0], time.perf_counter() - started, stats)
+        written = Written(files, done[0], time.perf_counter() - started, stats, model_line)
     if written.frames > 1:
         print(f"{written.frames} frames in {written.seconds:.1f} s ({written.fps:.1f} fps)")
         log.info("time per stage: %s", stats.split())

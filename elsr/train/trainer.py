@@ -161,7 +161,7 @@ class Trainer:
         state_path = self.out / RUN_STATE
         if not state_path.exists():
             if self.cfg.resume:
-                log.info("--resume: no run state in %s yet, starting from the beginning", self.out)
+                log.info("a new run in %s (nothing to resume there yet)", self.out)
             return None
         if not self.cfg.resume and not self.cfg.overwrite:
             raise ElsrError("a training run already exists here", path=self.out,

@@ -115,3 +115,13 @@ def test_train_script_is_the_same_command(tmp_path):
     result = subprocess.run([sys.executable, str(repo / "train.py"), "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--schedule" in result.stdout and "--resume" in result.stdout
+
+
+def test_an_interrupted_training_says_how_to_continue(tmp_path, capsys, folders, monkeypatch):
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("elsr.cli.train.train", interrupted)
+    assert main(train_args(tmp_path, *folders)) == 130
+    assert capsys.readouterr().err.strip() == ("elsr: interrupted (rerun the same command with --resume to continue "
+                                               "from the last saved epoch)")

@@ -77,7 +77,7 @@ def test_tflite_without_the_extra_gives_a_one_line_hint(files, tmp_path, capsys,
                                   "--out", str(out)])
     assert "pip install 'elsr[tflite]'" in err and "ai-edge-litert" in err, err
     assert not out.exists()
-    (tmp_path / "x.tflite").write_bytes(b"TFL3")
+    (tmp_path / "x.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))   # a TFLite header
     err = one_line_error(capsys, ["eval", "--model", str(tmp_path / "x.tflite"), "--data", str(files["hr"])])
     assert "pip install 'elsr[tflite]'" in err
     assert no_tflite() == "no TFLite interpreter (pip install 'elsr[tflite]')"
@@ -122,7 +122,7 @@ def test_ort_int8_from_the_int8_onnx_and_overwrite(files, tmp_path, capsys):
     assert "mobile EP (onnxruntime checker): NNAPI: " in printed
     assert "int8 vs QAT fake-quant images" not in printed and printed.count("int8 vs QAT fake-quant") == 5
     assert "validate hr (2 images, q.ort): PSNR-Y" in printed
-    assert "python -m elsr.benchmarks --models" in printed and "--backends ort-cpu" in printed
+    assert "benchmark it: elsr bench --models" in printed and "--backends ort-cpu" in printed
     out.unlink()  # the config alone still blocks a second export without --overwrite
     assert "--overwrite" in one_line_error(capsys, argv)
     assert main([*argv, "--overwrite"]) == 0

@@ -84,6 +84,21 @@ def test_compare_puts_bicubic_beside_the_model(tmp_path, rng):
     assert read_image(tmp_path / "cmp.png").shape == (20, 48, 3)
 
 
+def test_compare_labels_each_half(tmp_path, rng):
+    """Each half says what it is: white text on a dark box in its top-left corner, the rest untouched."""
+    save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(2))
+    src = tmp_path / "in.png"
+    lr = np.full((60, 200, 3), 128, np.uint8)
+    write_png(src, lr)
+    assert main(["upscale", "--model", str(tmp_path / "nn.pt"), "--input", str(src), "--compare",
+                 "--output", str(tmp_path / "cmp.png")]) == 0
+    out = read_image(tmp_path / "cmp.png")
+    for x0 in (0, 400):   # the bicubic half and the model's half
+        corner = out[:20, x0:x0 + 60]
+        assert (corner == 0).any() and (corner == 255).any(), "no label"
+        assert (out[60:, x0:x0 + 400] == 128).all()   # below the label: the picture itself
+
+
 def test_streamed_tiles_equal_one_pass_with_and_without_compare(tmp_path, rng):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "m.pt", ELSR(ModelConfig(scale=2)))
@@ -179,3 +194,13 @@ def test_encoders_print_nothing_of_their_own(tmp_path, codec):
                            "--codec", codec], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert [f.shape for _, f, _ in decoded_frames(tmp_path / "big.mkv")] == [(48, 64, 3)] * 3
+
+
+@pytest.mark.parametrize("name", ["one.png", "one.JPG"])
+def test_a_folder_given_an_image_name_is_refused(tmp_path, rng, capsys, name):
+    save_checkpoint(tmp_path / "nn.pt", nearest_neighbour_elsr(2))
+    src = image_folder(tmp_path / "in", rng, 2, (10, 12))
+    assert main(["upscale", "--model", str(tmp_path / "nn.pt"), "--input", str(src),
+                 "--output", str(tmp_path / name)]) == 2
+    assert f"{name}: is an image file name, but --input in holds several pictures" in capsys.readouterr().err
+    assert not (tmp_path / name).exists()
