@@ -124,22 +124,19 @@ def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
 
 def pick_video_rows(plans: list[RowPlan], rows: list[Row], patterns: list[str]) -> list[tuple[RowPlan, Row]]:
     """The rows the video mode runs: every ok one matching ``patterns`` (row names or backend names, globs);
-    by default one per backend: its row at the thread count `elsr upscale` gives a model beside the encoder
-    (video_model_threads), else its fastest."""
+    by default one: the fastest INT8 model at the thread count `elsr upscale` gives a model beside the encoder
+    (video_model_threads), as `elsr upscale` itself picks an INT8 model; without an INT8 row, the fastest row."""
     ok = [(plan, row) for plan, row in zip(plans, rows) if row.ok and plan.backend is not None]
     if patterns:
         return [(p, r) for p, r in ok if any(fnmatch.fnmatchcase(r.name, pattern)
                                              or fnmatch.fnmatchcase(r.backend, pattern) for pattern in patterns)]
     threads = video_model_threads()
 
-    def rank(row: Row) -> tuple[bool, float]:
-        return row.threads == threads, -(row.median_ms or float("inf"))
+    def rank(item: tuple[RowPlan, Row]) -> tuple[bool, bool, float]:
+        row = item[1]
+        return (row.precision or "").startswith("int8"), row.threads == threads, -(row.median_ms or float("inf"))
 
-    best: dict[str, tuple[RowPlan, Row]] = {}
-    for plan, row in ok:
-        if row.backend not in best or rank(row) > rank(best[row.backend][1]):
-            best[row.backend] = (plan, row)
-    return list(best.values())
+    return [max(ok, key=rank)] if ok else []
 
 
 def video_mode(cfg: BenchConfig, plans: list[RowPlan], rows: list[Row]) -> list[dict]:

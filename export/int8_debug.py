@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from elsr.model.inference import image_to_tensor
 from elsr.model.network import ELSR
-from elsr.quant.fake_quant import OBSERVED, QuantELSR, float_taps
+from elsr.quant.fake_quant import COPIES, OBSERVED, SPLIT, QuantELSR, float_taps
 from elsr.runtime.contract import INPUT_NAME
 from elsr.runtime.onnx_model import graph_session, onnx_session
 
@@ -34,7 +34,10 @@ def layer_sqnr(model: ELSR, int8_onnx: Path, qmodel: QuantELSR, images: list[np.
         for name, q in zip(names, outputs):
             scale, zero_point = qmodel.quant[name].qparams()
             f = ref[name].double().numpy()
-            deq = (q[:, : f.shape[1]].astype(np.float64) - zero_point) * scale  # minus zero-padded channels
+            c = f.shape[1]
+            copies = COPIES if qmodel.split and name in SPLIT else 1
+            # the tensor's value: its copies added up, the zero-padded channels left out
+            deq = sum((q[:, k * c:(k + 1) * c].astype(np.float64) - zero_point) * scale for k in range(copies))
             signal[name] += float((f ** 2).sum())
             noise[name] += float(((f - deq) ** 2).sum())
     return {n: 10 * np.log10(signal[n] / max(noise[n], 1e-30)) for n in names}

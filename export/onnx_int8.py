@@ -8,7 +8,6 @@ float32 NCHW RGB in [0, 1]; the quantization of both is exactly the uint8 pixel 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,9 @@ from elsr.io.files import atomic_path
 from elsr.model.network import ModelConfig, config_from_parameters, dcr_order
 from elsr.quant.checkpoint import read_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
-from elsr.quant.params import ConvParams, QuantParams, qat_model_from_params, quant_params
+from elsr.quant.params import ConvParams, QuantParams, fold_copies, qat_model_from_params, quant_params
 from elsr.runtime.contract import INPUT_NAME as INPUT
-from elsr.runtime.contract import ONNX_FORMAT_TAG
+from elsr.runtime.contract import COPIES_KEY, ONNX_FORMAT_TAG
 from elsr.runtime.contract import OUTPUT_NAME as OUTPUT
 from elsr.runtime.onnx_files import read_onnx
 
@@ -75,33 +74,37 @@ def _pad_conv(conv: ConvParams, outputs: int, inputs: int, input_scale: float) -
                       bias_scale=(weight_scale * np.float32(input_scale)).astype(np.float32))
 
 
-def pad_channels(params: QuantParams, multiple: int) -> QuantParams:
-    """Zero-pad the hidden channels (6 in ELSR) up to a multiple of ``multiple``.
+CONV_TENSORS = {"head": ("input", "head"), "body_conv1": ("head", "body_conv1"),
+                "body_conv2": ("body_act", "body_conv2"), "tail": ("add", "tail")}   # conv -> (input, output)
+
+
+def padded_channels(params: QuantParams, multiple: int) -> dict[str, int]:
+    """Channels of each tensor of the graph: the hidden ones (split or not) zero-padded to ``multiple``."""
+    return {name: n if name in ("input", "tail") else -(-n // multiple) * multiple
+            for name, n in params.channels().items()}
+
+
+def graph_convs(params: QuantParams, multiple: int) -> dict[str, ConvParams]:
+    """The integer graph's convs (split into copies where the parameters say so), the hidden channels zero-padded
+    up to a multiple of ``multiple``.
 
     The extra channels hold exact zeros all the way (zero weights and biases, zero quantizes to the
     zero point, LeakyRelu(0) = 0), so the output is bit-identical; onnxruntime's integer conv kernels
     are much faster for channel counts that are multiples of 16 (its FP32 path pads to 16-channel
     blocks internally for the same reason).
     """
-    hidden = params.convs["head"].weight.shape[0]
-    padded = -(-hidden // multiple) * multiple
-    if padded == hidden:
-        return params
-    act = params.activations
-    convs = {
-        "head": _pad_conv(params.convs["head"], padded, 3, act["input"][0]),
-        "body_conv1": _pad_conv(params.convs["body_conv1"], padded, padded, act["head"][0]),
-        "body_conv2": _pad_conv(params.convs["body_conv2"], padded, padded, act["body_act"][0]),
-        "tail": _pad_conv(params.convs["tail"], params.convs["tail"].weight.shape[0], padded, act["add"][0]),
-    }
-    slope = params.slope if params.slope.size == 1 else np.pad(params.slope, (0, padded - hidden))
-    return replace(params, convs=convs, slope=slope)
+    channels, act = padded_channels(params, max(multiple, 1)), params.activations
+    return {name: _pad_conv(conv, channels[CONV_TENSORS[name][1]], channels[CONV_TENSORS[name][0]],
+                            act[CONV_TENSORS[name][0]][0])
+            for name, conv in params.integer_convs().items()}
 
 
 def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None,
                      channel_multiple: int = CHANNEL_MULTIPLE) -> onnx.ModelProto:
     """The QDQ ONNX model of a QAT-trained ELSR (hidden channels zero-padded to ``channel_multiple``)."""
-    params = pad_channels(params, channel_multiple) if channel_multiple > 1 else params
+    convs = graph_convs(params, channel_multiple)
+    hidden = padded_channels(params, max(channel_multiple, 1))["body_act"]
+    slope = params.slope if params.slope.size == 1 else np.pad(params.slope, (0, hidden - params.slope.size))
     g = _GraphBuilder()
     act = params.activations
     scale = params.config.scale
@@ -110,21 +113,21 @@ def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None
         return g.quantize(x, name, *act[name])
 
     x_q = g.quantize(INPUT, "input", *act["input"])
-    head_q = requant(g.conv(g.dequantize(x_q, "input", "head"), "head", params.convs["head"]), "head")
-    c1_q = requant(g.conv(g.dequantize(head_q, "head", "body_conv1"), "body_conv1", params.convs["body_conv1"]),
+    head_q = requant(g.conv(g.dequantize(x_q, "input", "head"), "head", convs["head"]), "head")
+    c1_q = requant(g.conv(g.dequantize(head_q, "head", "body_conv1"), "body_conv1", convs["body_conv1"]),
                    "body_conv1")
     c1 = g.dequantize(c1_q, "body_conv1", "body_act")
-    if params.slope.size == 1:  # one shared slope: exactly LeakyRelu, which has an integer kernel
-        act_out = g.node("LeakyRelu", [c1], "body_act_out", alpha=float(params.slope.reshape(-1)[0]))
+    if slope.size == 1:  # one shared slope: exactly LeakyRelu, which has an integer kernel
+        act_out = g.node("LeakyRelu", [c1], "body_act_out", alpha=float(slope.reshape(-1)[0]))
     else:
-        slope = g.const("body_act_slope", params.slope.reshape(-1, 1, 1).astype(np.float32))
-        act_out = g.node("PRelu", [c1, slope], "body_act_out")
+        slopes = g.const("body_act_slope", slope.reshape(-1, 1, 1).astype(np.float32))
+        act_out = g.node("PRelu", [c1, slopes], "body_act_out")
     act_q = requant(act_out, "body_act")
-    c2_q = requant(g.conv(g.dequantize(act_q, "body_act", "body_conv2"), "body_conv2", params.convs["body_conv2"]),
+    c2_q = requant(g.conv(g.dequantize(act_q, "body_act", "body_conv2"), "body_conv2", convs["body_conv2"]),
                    "body_conv2")
     added = g.node("Add", [g.dequantize(head_q, "head", "add"), g.dequantize(c2_q, "body_conv2", "add")], "add_out")
     add_q = requant(added, "add")
-    tail = params.convs["tail"].reordered(dcr_order(scale))  # DCR DepthToSpace: PixelShuffle's pixels exactly
+    tail = convs["tail"].reordered(dcr_order(scale))  # DCR DepthToSpace: PixelShuffle's pixels exactly
     tail_q = requant(g.conv(g.dequantize(add_q, "add", "tail"), "tail", tail), "tail")
     # DepthToSpace between a DQ and a Q of the same parameters runs on uint8 after QDQ fusion.
     d2s = g.node("DepthToSpace", [g.dequantize(tail_q, "tail", "depth_to_space")], "depth_to_space_out",
@@ -141,7 +144,7 @@ def build_int8_model(params: QuantParams, metadata: dict[str, str] | None = None
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", INT8_OPSET)],
                               producer_name="elsr")
     model.ir_version = min(model.ir_version, 10)
-    for key, value in (metadata or {}).items():
+    for key, value in {**(metadata or {}), COPIES_KEY: str(params.copies)}.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -157,14 +160,15 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
 # ------------------------------------------------------------------------------ reading it back
 
 
-def _hidden_channels(scale: int, parameters: int | None, head_weight: np.ndarray, slope_size: int) -> int:
-    """ELSR's hidden channel count: from the 'parameters' metadata, else the filters that are not zero padding."""
+def _hidden_channels(scale: int, parameters: int | None, body_weight: np.ndarray, slope_size: int) -> int:
+    """ELSR's hidden channel count: from the 'parameters' metadata, else body_conv1's filters that are not zero
+    padding (never split)."""
     prelu = "shared" if slope_size == 1 else "channel"
     config = config_from_parameters(scale, parameters, prelu) if parameters else None
-    if config is not None and config.channels <= head_weight.shape[0]:
+    if config is not None and config.channels <= body_weight.shape[0]:
         return config.channels
-    used = np.flatnonzero(np.abs(head_weight).reshape(head_weight.shape[0], -1).sum(axis=1))
-    return int(used.max()) + 1 if used.size else head_weight.shape[0]
+    used = np.flatnonzero(np.abs(body_weight).reshape(body_weight.shape[0], -1).sum(axis=1))
+    return int(used.max()) + 1 if used.size else body_weight.shape[0]
 
 
 def quant_params_from_onnx(path: str | Path) -> QuantParams:
@@ -204,18 +208,29 @@ def _params_from_graph(proto: onnx.ModelProto, props: dict[str, str], inits: dic
              else inits["body_act_slope"].reshape(-1).astype(np.float32))
     scale = int(props.get("scale") or 0) or int(round((inits["tail_w"].shape[0] / 3) ** 0.5))
     parameters = int(props["parameters"]) if props.get("parameters", "").isdigit() else None
-    c = _hidden_channels(scale, parameters, inits["head_w"], slope.size)
+    c = _hidden_channels(scale, parameters, inits["body_conv1_w"], slope.size)
     config = ModelConfig(scale=scale, channels=c, prelu="shared" if slope.size == 1 else "channel")
-    outputs = {"head": c, "body_conv1": c, "body_conv2": c, "tail": 3 * scale * scale}
-    inputs = {"head": 3, "body_conv1": c, "body_conv2": c, "tail": c}
-    convs = {n: ConvParams(weight=inits[f"{n}_w"][:o, :inputs[n]].astype(np.int8),
-                           weight_scale=inits[f"{n}_w_scale"][:o].astype(np.float32),
-                           bias=inits[f"{n}_b"][:o].astype(np.int32),
-                           bias_scale=inits[f"{n}_b_scale"][:o].astype(np.float32)) for n, o in outputs.items()}
+    activations = {n: (float(inits[f"{n}_scale"]), int(inits[f"{n}_zero_point"])) for n in names}
+    split = props.get(COPIES_KEY, "1") == "2"
+    shape = QuantParams(config, {}, activations, slope, split).channels()
+    convs = {n: ConvParams(weight=inits[f"{n}_w"][:shape[out], :shape[src]].astype(np.int8),
+                           weight_scale=inits[f"{n}_w_scale"][:shape[out]].astype(np.float32),
+                           bias=inits[f"{n}_b"][:shape[out]].astype(np.int32),
+                           bias_scale=inits[f"{n}_b_scale"][:shape[out]].astype(np.float32))
+             for n, (src, out) in CONV_TENSORS.items()}
     if _depth_to_space_mode(proto) == "DCR":  # back to PyTorch's (PixelShuffle's) channel order
         convs["tail"] = convs["tail"].reordered(np.argsort(dcr_order(scale)))
-    activations = {n: (float(inits[f"{n}_scale"]), int(inits[f"{n}_zero_point"])) for n in names}
-    return QuantParams(config, convs, activations, slope[:c] if slope.size > 1 else slope)
+    params = QuantParams(config, fold_copies(convs, activations, c) if split else convs, activations,
+                         slope[:c] if slope.size > 1 else slope, split)
+    if split and not _same_convs(params.integer_convs(), convs):
+        raise ElsrError("its split skip path is not the one elsr writes",
+                        fix="export it again from its .qat.pt")  # the caller names the file
+    return params
+
+
+def _same_convs(a: dict[str, ConvParams], b: dict[str, ConvParams]) -> bool:
+    return all(np.array_equal(getattr(a[n], f), getattr(b[n], f)) for n in a
+               for f in ("weight", "weight_scale", "bias", "bias_scale"))
 
 
 def _depth_to_space_mode(proto: onnx.ModelProto) -> str:

@@ -48,7 +48,7 @@ from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
 from elsr.model.network import DEFAULT_FRAME, ELSR, dcr_order
 from elsr.quant.params import QuantParams
-from elsr.runtime.contract import INPUT_NAME, OUTPUT_NAME, TFLITE_METADATA_KEY
+from elsr.runtime.contract import COPIES_KEY, INPUT_NAME, OUTPUT_NAME, TFLITE_METADATA_KEY
 from elsr.runtime.tflite_model import schema
 
 SIGNATURE = "serving_default"
@@ -347,8 +347,10 @@ def fp32_tflite(model: ELSR, fixed_shape=None, io: str = "float", metadata: dict
 
 
 def _int8_convs(params: QuantParams) -> dict:
-    """The QAT convs, the tail's output channels in DEPTH_TO_SPACE's (DCR) order."""
-    return {**params.convs, "tail": params.convs["tail"].reordered(dcr_order(params.config.scale))}
+    """The integer graph's convs (split into copies where the parameters say so), the tail's output channels in
+    DEPTH_TO_SPACE's (DCR) order."""
+    convs = params.integer_convs()
+    return {**convs, "tail": convs["tail"].reordered(dcr_order(params.config.scale))}
 
 
 def _int8_feature(b: _Builder, params: QuantParams, name: str, channels: int) -> int:
@@ -365,18 +367,18 @@ def _int8_conv(b: _Builder, convs: dict, name: str, x: int, out: int) -> int:
 def int8_tflite(params: QuantParams, fixed_shape=None, io: str = "float", metadata: dict | None = None) -> bytes:
     """The INT8 TFLite flatbuffer of a QAT result: our weights, biases and ranges, unchanged (NHWC)."""
     b = _Builder(*_shape(fixed_shape))
-    scale, convs = params.config.scale, _int8_convs(params)
-    c = params.convs["head"].weight.shape[0]
+    scale, convs, c = params.config.scale, _int8_convs(params), params.channels()
     lr, x = _io(b, True, io)
-    head = _int8_conv(b, convs, "head", x, _int8_feature(b, params, "head", c))
-    c1 = _int8_conv(b, convs, "body_conv1", head, _int8_feature(b, params, "body_conv1", c))
-    a = b.activation_fn(c1, params.slope, _int8_feature(b, params, "body_act", c), quantized=True)
-    c2 = _int8_conv(b, convs, "body_conv2", a, _int8_feature(b, params, "body_conv2", c))
-    added = b.add(head, c2, _int8_feature(b, params, "add", c), quantized=True)
-    t = _int8_conv(b, convs, "tail", added, _int8_feature(b, params, "tail", 3 * scale * scale))
+    head = _int8_conv(b, convs, "head", x, _int8_feature(b, params, "head", c["head"]))
+    c1 = _int8_conv(b, convs, "body_conv1", head, _int8_feature(b, params, "body_conv1", c["body_conv1"]))
+    a = b.activation_fn(c1, params.slope, _int8_feature(b, params, "body_act", c["body_act"]), quantized=True)
+    c2 = _int8_conv(b, convs, "body_conv2", a, _int8_feature(b, params, "body_conv2", c["body_conv2"]))
+    added = b.add(head, c2, _int8_feature(b, params, "add", c["add"]), quantized=True)
+    t = _int8_conv(b, convs, "tail", added, _int8_feature(b, params, "tail", c["tail"]))
     d2s = b.depth_to_space(t, scale, _pixels(b, _output_name(True, io), "int8", scale), quantized=True)
     sr = _output(b, d2s, scale, True, io)
-    return b.finish([lr], [sr], _metadata("int8", scale, io, fixed_shape, metadata))
+    return b.finish([lr], [sr], _metadata("int8", scale, io, fixed_shape, {**(metadata or {}),
+                                                                          COPIES_KEY: str(params.copies)}))
 
 
 def int8_operator_graphs(params: QuantParams) -> dict[str, bytes]:
@@ -385,9 +387,7 @@ def int8_operator_graphs(params: QuantParams) -> dict[str, bytes]:
 
     Keys: conv_head, conv_body1, conv_body2, conv_tail, leaky_relu, add, depth_to_space.
     """
-    convs = _int8_convs(params)
-    c, scale = params.convs["head"].weight.shape[0], params.config.scale
-    channels = {"input": 3, "head": c, "body_conv1": c, "body_act": c, "body_conv2": c, "add": c, "tail": 3 * scale ** 2}
+    convs, channels = _int8_convs(params), params.channels()
     graphs = {}
 
     def graph(name: str, sources: list[str], build: Callable[[_Builder, list[int]], int]) -> None:
@@ -400,9 +400,10 @@ def int8_operator_graphs(params: QuantParams) -> dict[str, bytes]:
         graph(name, [source], lambda b, x, layer=layer: _int8_conv(b, convs, layer, x[0],
                                                                     _int8_feature(b, params, layer, channels[layer])))
     graph("leaky_relu", ["body_conv1"], lambda b, x: b.activation_fn(
-        x[0], params.slope, _int8_feature(b, params, "body_act", c), quantized=True))
-    graph("add", ["head", "body_conv2"], lambda b, x: b.add(x[0], x[1], _int8_feature(b, params, "add", c),
-                                                            quantized=True))
+        x[0], params.slope, _int8_feature(b, params, "body_act", channels["body_act"]), quantized=True))
+    graph("add", ["head", "body_conv2"],
+          lambda b, x: b.add(x[0], x[1], _int8_feature(b, params, "add", channels["add"]), quantized=True))
+    scale = params.config.scale
     graph("depth_to_space", ["tail"], lambda b, x: b.depth_to_space(
         x[0], scale, _pixels(b, "depth_to_space", "int8", scale), quantized=True))
     return graphs

@@ -147,13 +147,16 @@ def decoded_frames(path: Path) -> list[tuple[float, np.ndarray, int]]:
 
 
 def damage(path: Path, how: str) -> Path:
-    """Break a video mid-file: 'truncated' cuts it off at 60%, 'corrupted' overwrites 2,000 bytes in its middle."""
+    """Break a video mid-file: 'truncated' cuts it off at 60%, 'corrupted' overwrites 2,000 bytes at 30%, 50% and
+    70% of it (encoders differ slightly across CPUs, so one spot could miss the frame data)."""
     data = bytearray(path.read_bytes())
     if how == "truncated":
         data = data[: len(data) * 6 // 10]
     else:
-        middle = len(data) // 2
-        data[middle: middle + 2000] = np.random.default_rng(1).integers(0, 256, 2000, np.uint8).tobytes()
+        noise = np.random.default_rng(1).integers(0, 256, 2000, np.uint8).tobytes()
+        for tenths in (3, 5, 7):
+            start = len(data) * tenths // 10
+            data[start: start + 2000] = noise
     path.write_bytes(bytes(data))
     return path
 

@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time `elsr upscale` on a video (file, audio copied, or frame folder) to .mp4: "
                              "end to end, the encoder alone on the same frames with the same settings, and the split")
     parser.add_argument("--video-backend", nargs="+", default=[], metavar="NAME",
-                        help="rows for the video mode (row or backend names, globs; default: one per backend, at the "
-                             "thread count `elsr upscale` gives the model beside an encoder)")
+                        help="rows for the video mode (row or backend names, globs, e.g. '*' for all; default: the "
+                             "fastest INT8 row at the thread count `elsr upscale` gives the model beside an encoder)")
     parser.add_argument("--video-frames", type=number(int, 0), default=0, metavar="N",
                         help="use the first N frames (0: all)")
     parser.add_argument("--video-codec", choices=list(CODECS), default=None,

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=number(float), default=QATConfig.ema,
                         help="decay of a moving average of the QAT weights and ranges, validated each epoch "
                              "beside the raw ones, e.g. 0.999 (default: off)")
+    parser.add_argument("--no-split", dest="split", action="store_false",
+                        help="carry the skip path as one int8 copy: half the integer MACs of the default, which carries "
+                             "it as two copies offset by half a step (one more bit where the INT8 noise costs most; "
+                             "free in the INT8 ONNX graph, whose channels are padded to 16 anyway)")
     parser.add_argument("--qat-checkpoint", type=Path, help="reuse a .qat.pt instead of fine-tuning again")
     add_device(parser)
     add_convert(parser)
@@ -60,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_checkpoint(args.weights)
     qat = QATConfig(epochs=args.epochs, iters_per_epoch=args.iters, lr=args.lr, patch_size=args.patch_size,
-                    batch_size=args.batch_size, distill=args.distill, ema=args.ema, luma_weight=args.luma_weight)
+                    batch_size=args.batch_size, distill=args.distill, ema=args.ema, luma_weight=args.luma_weight,
+                    split=args.split)
     report = quantize(config_from_args(QuantizeConfig, args, qat=qat, progress=not args.no_progress))
     print(format_report(report))
     print(f"wrote {', '.join(report['files'])}")

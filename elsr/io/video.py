@@ -221,6 +221,7 @@ class VideoReader:
                 raise ElsrError(f"no video stream in this file ({' and '.join(kinds)} streams only)", path=self.path,
                                 fix="give a file with a picture track, or a folder of frames")
             self.stream = self.container.streams.video[0]
+            self.stream.codec_context.options = {"err_detect": "explode"}   # damage fails, never patched over
             self.copied = [s for s in self.container.streams if s.type in COPIED_KINDS]
             self.left_out = [s for s in self.container.streams if s is not self.stream and s not in self.copied]
             self._decoded = self._decode()
@@ -318,6 +319,9 @@ class VideoReader:
             raise ElsrError(f"frame {index} is {decoded.width}x{decoded.height}, the first was "
                             f"{self.info.width}x{self.info.height}: the size changes mid-stream", path=self.path,
                             fix="re-encode it at one size")
+        if decoded.is_corrupt:   # the decoder concealed damaged data rather than failing
+            raise ElsrError(f"video stream broken after frame {index}: frame {index} is damaged (FFmpeg had to "
+                            "patch over corrupt data)", path=self.path, fix=REENCODE_FIX)
         duration = decoded.duration or 0
         return Frame(index, decoded.to_ndarray(format="rgb24"), decoded.pts, duration)
 

@@ -21,7 +21,7 @@ def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict], val_data: 
     """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again; with the QAT
     history and, in ``meta``, the returned model's own validation scores on ``val_data``."""
     meta = {"val": selected_metrics(history), **({"val_data": str(val_data)} if val_data else {})}
-    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(),
+    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(), "split": qmodel.split,
                "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history,
                "meta": meta}
     with atomic_path(path) as tmp:
@@ -38,7 +38,8 @@ def read_qat_checkpoint(path) -> tuple[QuantELSR, dict]:
         raise ElsrError("QAT checkpoint without weights or architecture (damaged)", path=path,
                         fix="run 'elsr quantize' again")
     refuse_non_finite(ckpt["model"].items(), path)
-    qmodel = QuantELSR(ELSR(arch_config(ckpt, path)))
+    split = ckpt.get("split") is True
+    qmodel = QuantELSR(ELSR(arch_config(ckpt, path)), split=split)
     state = {**qmodel.state_dict(), **ckpt["model"]}  # checkpoints from before learned ranges lack their keys
     misfit = set(state) != set(qmodel.state_dict())
     if not misfit:

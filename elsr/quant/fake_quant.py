@@ -7,7 +7,13 @@ builds (and the TFLite graph of ``elsr.export.tflite``), so what QAT trains is w
   and the output is clipped to [0, 1] for free (the field rounds outputs to uint8 anyway);
 - weights: per-channel symmetric int8; biases: int32 with scale input_scale * weight_scale;
 - activations: per-tensor uint8 with min/max observers (EMA), frozen for the last epochs;
-- the shared PReLU slope runs as LeakyRelu, which has an integer kernel in onnxruntime.
+- the shared PReLU slope runs as LeakyRelu, which has an integer kernel in onnxruntime;
+- ``split``: the skip path (the head's output, body_conv2's output and their sum) carries each hidden channel as
+  two int8 channels, each holding half the value, offset by plus and minus a quarter of a quantization step.
+  Their rounding errors then differ and the sum of the two copies has steps half as large: one more bit where
+  the noise costs most, for twice the channels on that path (zero padding that the INT8 ONNX graph has anyway).
+  The consumers add the copies back (body_conv1 and tail take both with the same weights), so in float the
+  graph computes exactly the unsplit network; the offsets are integer biases that cancel in the sum.
 """
 
 from __future__ import annotations
@@ -26,6 +32,22 @@ ACT_QMIN, ACT_QMAX = 0, 255     # uint8 activations
 W_QMIN, W_QMAX = -128, 127      # int8 weights; symmetric scales use +-127
 PIXEL_RANGE = (0.0, 1.0)        # input/output range: scale 1/255, zero point 0
 OBSERVED = ("head", "body_conv1", "body_act", "body_conv2", "add")  # activations with learned ranges
+SPLIT = ("head", "body_conv2", "add")   # the tensors a split graph carries as two offset copies
+COPIES = 2                              # channels per hidden channel there
+
+
+def split_offset_levels(offset: float, in_scale: float, w_scales) -> np.ndarray:
+    """The copies' integer bias offsets (per output channel) for an ``offset`` of the copies' values: in units of
+    the copies' bias scale, in_scale x w_scale / 2 (the copies' weights are halved by halving their scales).
+    Computed in float64 from the stored float32 scales: the fake-quant model and every exporter agree bit for bit."""
+    copy_bias_scale = np.float64(in_scale) * np.asarray(w_scales, np.float64) / COPIES
+    return np.round(np.float64(offset) / copy_bias_scale).astype(np.int64)
+
+
+def split_offsets(head_scale: float, add_scale: float) -> dict[str, float]:
+    """The value offsets of the split convs' copies: the head's copies +-1/4 of its step; body_conv2's chosen
+    so that the sums, the residual add's copies, are offset by +-1/4 of the add's step."""
+    return {"head": head_scale / 4, "body_conv2": (add_scale - head_scale) / 4}
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -112,11 +134,13 @@ def fake_quant_bias(bias: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
 
 
 class QuantELSR(nn.Module):
-    """ELSR with fake quantization at exactly the points where the INT8 graph quantizes."""
+    """ELSR with fake quantization at exactly the points where the INT8 graph quantizes (with ``split``: the
+    skip path as two offset copies, see the module's docstring)."""
 
-    def __init__(self, model: ELSR) -> None:
+    def __init__(self, model: ELSR, split: bool = False) -> None:
         super().__init__()
         self.config: ModelConfig = model.config
+        self.split = split
         self.head = copy.deepcopy(model.head)
         self.body_conv1 = copy.deepcopy(model.body_conv1)
         self.body_act = copy.deepcopy(model.body_act)
@@ -151,14 +175,42 @@ class QuantELSR(nn.Module):
         return F.conv2d(x, fake_quant_weight(layer.weight, w_scales), fake_quant_bias(layer.bias, b_scales),
                         padding=1)
 
+    def _copies(self, pre: torch.Tensor, name: str, layer: nn.Conv2d, input_quant: str,
+                offset: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two quantized copies of a split conv's output: half its pre-activation plus and minus the offset,
+        rounded to the copies' integer bias grid."""
+        in_scale = self.quant[input_quant].qparams()[0]
+        w_scales = weight_scales(layer.weight).cpu().numpy()
+        levels = split_offset_levels(offset, in_scale, w_scales)
+        shift = torch.from_numpy(levels * (np.float64(in_scale) * w_scales.astype(np.float64) / COPIES))
+        shift = shift.to(pre.dtype).to(pre.device)[None, :, None, None]
+        half = pre / COPIES
+        return self.quant[name](half + shift), self.quant[name](half - shift)
+
+    def _split_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """head, body_conv1, body_act, body_conv2, add as the sums of what the integer graph holds."""
+        q = self.quant
+        offsets = split_offsets(q["head"].qparams()[0], q["add"].qparams()[0])
+        heads = self._copies(self._conv(self.head, x, "input"), "head", self.head, "input", offsets["head"])
+        head = heads[0] + heads[1]
+        c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
+        act = q["body_act"](self.body_act(c1))
+        c2s = self._copies(self._conv(self.body_conv2, act, "body_act"), "body_conv2", self.body_conv2, "body_act",
+                           offsets["body_conv2"])
+        added = q["add"](heads[0] + c2s[0]) + q["add"](heads[1] + c2s[1])
+        return head, c1, act, c2s[0] + c2s[1], added
+
     def forward(self, x: torch.Tensor, taps: dict | None = None) -> torch.Tensor:
         q = self.quant
         x = q["input"](x)
-        head = q["head"](self._conv(self.head, x, "input"))
-        c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
-        act = q["body_act"](self.body_act(c1))
-        c2 = q["body_conv2"](self._conv(self.body_conv2, act, "body_act"))
-        added = q["add"](head + c2)
+        if self.split:
+            head, c1, act, c2, added = self._split_forward(x)
+        else:
+            head = q["head"](self._conv(self.head, x, "input"))
+            c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
+            act = q["body_act"](self.body_act(c1))
+            c2 = q["body_conv2"](self._conv(self.body_conv2, act, "body_act"))
+            added = q["add"](head + c2)
         tail = q["tail"](self._conv(self.tail, added, "add"))
         if taps is not None:
             taps.update(head=head, body_conv1=c1, body_act=act, body_conv2=c2, add=added, tail=tail)

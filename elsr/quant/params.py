@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from elsr.model.network import ELSR, ModelConfig
-from elsr.quant.fake_quant import W_QMAX, W_QMIN, QuantELSR, weight_scales
+from elsr.quant.fake_quant import (COPIES, SPLIT, W_QMAX, W_QMIN, QuantELSR, split_offset_levels, split_offsets,
+                                   weight_scales)
 
 
 @dataclass
@@ -32,6 +33,63 @@ class QuantParams:
     convs: dict[str, ConvParams]
     activations: dict[str, tuple[float, int]]   # name -> (scale, uint8 zero point)
     slope: np.ndarray                            # PReLU slope(s), float32
+    split: bool = False                          # the skip path as two offset copies (elsr.quant.fake_quant)
+
+    @property
+    def copies(self) -> int:
+        return COPIES if self.split else 1
+
+    def channels(self) -> dict[str, int]:
+        """Channels of each tensor of the integer graph: the hidden ones, twice over on a split skip path."""
+        c, scale = self.config.channels, self.config.scale
+        return {"input": 3, **{name: c * (self.copies if name in SPLIT else 1) for name in
+                               ("head", "body_conv1", "body_act", "body_conv2", "add")}, "tail": 3 * scale * scale}
+
+    def integer_convs(self) -> dict[str, ConvParams]:
+        """The convs as the integer graph holds them: ``convs`` itself, or with ``split`` the copies: head and
+        body_conv2 give each output channel twice (weights halved through their scales, biases offset by
+        +-split_offset_levels), body_conv1 and tail take each input channel twice with the same weights."""
+        if not self.split:
+            return dict(self.convs)
+        act, convs = self.activations, self.convs
+        offsets = split_offsets(act["head"][0], act["add"][0])
+        inputs = {"head": "input", "body_conv2": "body_act"}
+        expanded = {name: _output_copies(convs[name], split_offset_levels(offsets[name], act[inputs[name]][0],
+                                                                          convs[name].weight_scale))
+                    for name in inputs}
+        expanded.update({name: _input_copies(convs[name]) for name in ("body_conv1", "tail")})
+        return expanded
+
+
+def _output_copies(conv: ConvParams, levels: np.ndarray) -> ConvParams:
+    """Each output channel twice: the same int8 weights at half the scale (exactly half the weights), the int32
+    bias plus ``levels`` for the first copies and minus for the second (bias scale halved with the weights)."""
+    bias = conv.bias.astype(np.int64)
+    biases = np.concatenate([bias + levels, bias - levels])
+    if np.abs(biases).max() >= 2 ** 31:
+        raise ValueError("split bias offset outside int32")
+    return ConvParams(weight=np.concatenate([conv.weight, conv.weight]),
+                      weight_scale=np.tile(conv.weight_scale / np.float32(COPIES), COPIES),
+                      bias=biases.astype(np.int32), bias_scale=np.tile(conv.bias_scale / np.float32(COPIES), COPIES))
+
+
+def _input_copies(conv: ConvParams) -> ConvParams:
+    """The conv taking each input channel twice (the two copies) with the same weights: it sums them."""
+    return ConvParams(np.concatenate([conv.weight, conv.weight], axis=1), conv.weight_scale, conv.bias,
+                      conv.bias_scale)
+
+
+def fold_copies(convs: dict[str, ConvParams], activations: dict[str, tuple[float, int]],
+                channels: int) -> dict[str, ConvParams]:
+    """The unsplit convs of a split graph's ``convs`` (the inverse of QuantParams.integer_convs)."""
+    c = channels
+    folded = {name: ConvParams(conv.weight[:c], conv.weight_scale[:c] * np.float32(COPIES),
+                               ((conv.bias[:c].astype(np.int64) + conv.bias[c:2 * c]) // 2).astype(np.int32),
+                               conv.bias_scale[:c] * np.float32(COPIES))
+              for name, conv in convs.items() if name in ("head", "body_conv2")}
+    folded.update({name: ConvParams(conv.weight[:, :c], conv.weight_scale, conv.bias, conv.bias_scale)
+                   for name, conv in convs.items() if name in ("body_conv1", "tail")})
+    return folded
 
 
 @torch.no_grad()
@@ -51,7 +109,8 @@ def quant_params(model: QuantELSR) -> QuantParams:
             bias=torch.round(layer.bias / b_scale).to(torch.int32).numpy(),
             bias_scale=b_scale.numpy().astype(np.float32))
     activations = {name: quant.qparams() for name, quant in model.quant.items()}
-    return QuantParams(model.config, convs, activations, model.body_act.weight.detach().float().numpy().copy())
+    return QuantParams(model.config, convs, activations, model.body_act.weight.detach().float().numpy().copy(),
+                       model.split)
 
 
 def qat_model_from_params(params: QuantParams) -> QuantELSR:
@@ -65,7 +124,7 @@ def qat_model_from_params(params: QuantParams) -> QuantELSR:
             getattr(model, name).weight.copy_(torch.from_numpy(weight))
             getattr(model, name).bias.copy_(torch.from_numpy(bias.astype(np.float32)))
         model.body_act.weight.copy_(torch.from_numpy(params.slope.reshape(-1)))
-    qmodel = QuantELSR(model)
+    qmodel = QuantELSR(model, params.split)
     for name, quant in qmodel.quant.items():
         q_scale, zero_point = params.activations[name]
         # float64 range ends, so (max - min) / 255 gives the stored scale back to the last bit

@@ -37,12 +37,13 @@ class QATConfig:
     loss: str = "mse"
     luma_weight: float = 0.0       # share of the loss on the BT.601 luma error (see elsr.train.losses)
     equalize: bool = True          # cross-layer equalization of the hidden channels before QAT
+    split: bool = True             # the skip path as two offset int8 copies: one more bit (elsr.quant.fake_quant)
     learn_ranges: bool = True      # train activation scales and zero points (LSQ) after calibration
     range_lr: float = 1e-3         # their learning rate (log scale; zero point in levels), decayed as lr
     freeze_fraction: float = 0.8   # observer ranges only: share of the epochs (at the end) with frozen ranges
     calibration_batches: int = 16  # forward passes that set the ranges before training
     distill: float = 0.0           # weight of the MSE to the FP32 model's output (0: ground truth only)
-    select: str = "psnr_y"         # the epoch kept: best PSNR-Y, or "y_and_rgb": the smallest loss on either vs FP32
+    select: str = "y_and_rgb"      # the epoch kept: the smallest loss on PSNR-Y or RGB vs FP32, or "psnr_y": best Y
     ema: float = 0.0               # decay of an exponential moving average of the weights and ranges (0: off)
     seed: int = 0
 
@@ -74,7 +75,7 @@ def _calibrated(model: ELSR, source, cfg: QATConfig, device: torch.device) -> Qu
                                                   cfg.calibration_batches, (cfg.seed, 99, 0))]
     if cfg.equalize:
         model = equalize_channels(model, calibration)
-    qmodel = QuantELSR(model).to(device).train()
+    qmodel = QuantELSR(model, cfg.split).to(device).train()
     with torch.no_grad():
         for lr_batch in calibration:
             qmodel(lr_batch.to(device))

@@ -18,6 +18,7 @@ ONNX_FORMAT_TAG = "elsr-onnx"          # metadata 'format' of ONNX and ORT files
 TFLITE_FORMAT_TAG = "elsr-tflite"      # metadata 'format' of TFLite files
 TFLITE_METADATA_KEY = "elsr"           # the TFLite Model.metadata entry holding our JSON metadata
 PRECISIONS = ("fp32", "fp16", "int8")
+COPIES_KEY = "int8_copies"             # metadata of INT8 files: 2 when the skip path is split (elsr.quant.fake_quant)
 
 
 def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = None) -> dict[str, str]:

@@ -29,14 +29,14 @@ def test_full_run(models, tmp_path, capsys):
     assert out.startswith("| backend |") and "| ort-cpu | broken.onnx |" in out and "failed: " in out
     assert "| backend | threads | encoder | frames | end to end fps | encoder alone fps |" in out
     data = json.loads((tmp_path / "bench" / "results.json").read_text())
-    # by default one video run per backend: its fastest ok row (torch-cpu's, ort-cpu's)
-    assert [v["status"] for v in data["video"]] == ["ok", "ok"]
-    assert [v["backend"].split(":")[0] for v in data["video"]] == ["torch-cpu", "ort-cpu"]
-    assert data["video"][1]["frames"] == 5 and data["video"][1]["end_to_end_fps"] > 0
+    # by default one video run: the fastest INT8 model, as `elsr upscale` runs an INT8 model by default
+    assert [v["status"] for v in data["video"]] == ["ok"]
+    assert data["video"][0]["backend"] == f"ort-cpu:{models.int8.name}" and data["video"][0]["precision"] == "int8 qat"
+    assert data["video"][0]["frames"] == 5 and data["video"][0]["end_to_end_fps"] > 0
     assert (tmp_path / "bench" / "results.csv").is_file() and (tmp_path / "bench" / "latency_vs_psnr.png").is_file()
     markdown = (tmp_path / "BENCHMARKS.md").read_text()
     assert "python -m elsr.benchmarks -q --weights" in markdown and "Machine: " in markdown
-    assert "## Video: `elsr upscale` end to end" in markdown and "| torch-cpu:model.pt | 1 | libx264" in markdown
+    assert "## Video: `elsr upscale` end to end" in markdown and f"| ort-cpu:{models.int8.name} | 1 | libx264" in markdown
 
 
 def test_video_backend_presets_and_the_section_alone(models, tmp_path, capsys):
