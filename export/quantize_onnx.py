@@ -26,6 +26,7 @@ from elsr.quant.params import quant_params
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
 from elsr.runtime.contract import artifact_name, model_metadata
 from elsr.runtime.evaluate import EvalConfig, evaluate
+from elsr.train.memory import check_batch_fits
 
 log = logging.getLogger(__name__)
 METHODS = ("qat", "ptq")
@@ -86,6 +87,9 @@ def quantize(cfg: QuantizeConfig) -> dict:
         raise ElsrError("--val is needed for QAT (model selection)", fix="pass --val HR_FOLDER")
     scale = model.scale
     device = resolve_device(cfg.device)
+    if cfg.method == "qat" and reused is None:
+        check_batch_fits(cfg.qat.batch_size, cfg.qat.patch_size, scale, device.type == "cpu",
+                         "--batch-size and --patch-size")
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
     for folder in {*([cfg.val] if cfg.val else []), *eval_sets}:  # before anything is written
         list_images(folder)

@@ -729,6 +729,63 @@ def _(t, kit, f):
     return upscale_argv(t, kit.x4, t / "pipe:0.mp4", t / "big.mp4")   # a missing file, never standard input
 
 
+# a model whose metadata lies about its scale; sizes and rates a schedule or QAT cannot train with -----------
+
+def onnx_claiming_scale(src: Path, dst: Path, scale: int) -> Path:
+    """An ONNX model whose 'scale' metadata says ``scale`` (its graph left as it is)."""
+    model = onnx.load(str(src))
+    next(p for p in model.metadata_props if p.key == "scale").value = str(scale)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@case("upscale-onnx-whose-metadata-lies-about-its-scale", "liar.onnx", "into 64x64 pixels", "x2 scale")
+def _(t, kit, f):
+    liar = onnx_claiming_scale(PRETRAINED_ONNX, t / "liar.onnx", 2)
+    return upscale_argv(t, liar, write_png(t / "small.png", rgb(16, 16)))
+
+
+@case("upscale-video-with-a-model-lying-about-its-scale", "liar.onnx", "x2 scale")
+def _(t, kit, f):
+    liar = onnx_claiming_scale(PRETRAINED_ONNX, t / "liar.onnx", 2)
+    return upscale_argv(t, liar, write_clip(t / "clip.mkv", flat_frames(3)), t / "big.mp4")
+
+
+@case("eval-onnx-whose-metadata-lies-about-its-scale", "liar.onnx", "x3 scale")
+def _(t, kit, f):
+    return eval_argv(t, onnx_claiming_scale(PRETRAINED_ONNX, t / "liar.onnx", 3), kit.hr)
+
+
+def schedule_value(t: Path, key: str, text: str) -> Path:
+    """The tiny schedule with ``text`` as its first stage's ``key``."""
+    path = tiny_schedule(t / "s.yaml")
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().lstrip("- ").startswith(f"{key}:"))
+    lines[at] = lines[at][:lines[at].index(":") + 1] + " " + text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@case("train-schedule-batch-beyond-memory", "s.yaml", "stage 'x2'", "needs about", "are available")
+def _(t, kit, f):
+    return train_argv(t, kit, schedule=schedule_value(t, "batch_size", str(10**9)))
+
+
+@case("train-schedule-lr-overflowing-float", "s.yaml", "lr must be above 0 and at most 1", "1e+300")
+def _(t, kit, f):
+    return train_argv(t, kit, schedule=schedule_text(t, "1.0e+300"))
+
+
+@case("train-schedule-growing-decay", "s.yaml", "gamma (a decay factor) above 0 and at most 1")
+def _(t, kit, f):
+    return train_argv(t, kit, schedule=schedule_value(t, "gamma", "2.0"))
+
+
+@case("quantize-qat-batch-beyond-memory", "--batch-size and --patch-size", "needs about", "are available")
+def _(t, kit, f):
+    return quantize_argv(t, kit.x4, kit.hr, "qat", ["--val", str(kit.hr), "--batch-size", str(10**9)])
+
+
 # ---------------------------------------------------------------- running a case
 
 

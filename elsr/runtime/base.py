@@ -70,8 +70,20 @@ class Upscaler:
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         """HWC uint8 RGB in, HWC uint8 RGB ``scale`` times larger out (fixed-shape models in windows)."""
         if self.fixed_size is None:
-            return self.upscale_frame(lr)
-        return fixed_size_tiles(self.upscale_frame, lr, self.fixed_size, self.scale)
+            return self.checked_frame(lr)
+        return fixed_size_tiles(self.checked_frame, lr, self.fixed_size, self.scale)
+
+    def checked_frame(self, lr: np.ndarray) -> np.ndarray:
+        """:meth:`upscale_frame`, refused in one line when the output is not ``scale`` times the input (a model
+        whose metadata lies about its scale) rather than failing in whatever uses the pixels."""
+        sr = self.upscale_frame(lr)
+        want = (lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3)
+        if sr.shape != want:
+            raise ElsrError(f"the model turned a {lr.shape[1]}x{lr.shape[0]} image into "
+                            f"{'x'.join(map(str, sr.shape[1::-1]))} pixels, not the {want[1]}x{want[0]} of its "
+                            f"x{self.scale} scale", path=self.path,
+                            fix="its 'scale' metadata or its graph is wrong: re-export it with 'elsr export'")
+        return sr
 
     @contextlib.contextmanager
     def active(self) -> Iterator["Upscaler"]:

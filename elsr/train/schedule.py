@@ -20,6 +20,7 @@ from elsr.train.losses import LOSSES
 BUILTIN_DIR = Path(__file__).parent / "schedules"
 SCHEDULERS = ("constant", "step", "multistep", "cosine")
 INITS = ("scratch", "previous", "transfer")
+MAX_LR = 1.0   # a learning rate above 1 moves Adam's steps beyond the size of ELSR's weights: it only diverges
 STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # stage names become folder names (stage1_<name>)
 
 
@@ -151,18 +152,18 @@ def _validate(schedule: Schedule, source: str) -> None:
             raise bad(where, "iters_per_epoch must be 0 (one pass) or positive")
         if stage.loss not in LOSSES:
             raise bad(where, f"loss must be one of {LOSSES}, got {stage.loss!r}")
-        if not (stage.lr > 0 and math.isfinite(stage.lr)):
-            raise bad(where, f"lr must be positive and finite, got {stage.lr}")
+        if not 0 < stage.lr <= MAX_LR:
+            raise bad(where, f"lr must be above 0 and at most {MAX_LR:g}, got {stage.lr}")
         if problem := luma_weight_problem(stage.luma_weight):
             raise bad(where, f"luma_weight {problem}")
-        if not (stage.weight_decay >= 0 and math.isfinite(stage.weight_decay)):
-            raise bad(where, f"weight_decay must be 0 or a positive number, got {stage.weight_decay}")
+        if not 0 <= stage.weight_decay <= 1:
+            raise bad(where, f"weight_decay must be from 0 to 1, got {stage.weight_decay}")
         sched = stage.scheduler
         if sched.name not in SCHEDULERS:
             raise bad(where, f"scheduler.name must be one of {SCHEDULERS}, got {sched.name!r}")
-        if sched.step_size <= 0 or not (sched.gamma > 0 and math.isfinite(sched.gamma)) \
-                or not (sched.eta_min >= 0 and math.isfinite(sched.eta_min)):
-            raise bad(where, "scheduler step_size and gamma must be positive, eta_min not negative")
+        if sched.step_size <= 0 or not 0 < sched.gamma <= 1 or not 0 <= sched.eta_min <= MAX_LR:
+            raise bad(where, f"scheduler step_size must be positive, gamma (a decay factor) above 0 and at most 1, "
+                             f"eta_min from 0 to {MAX_LR:g}")
         if any(m < 0 for m in sched.milestones) or sched.milestones != sorted(set(sched.milestones)):
             raise bad(where, f"scheduler.milestones must be increasing epochs (0 or more), got {sched.milestones}")
         if i == 0 and stage.init in ("previous", "transfer"):

@@ -33,9 +33,10 @@ from elsr.provenance import provenance
 from elsr.train import distributed
 from elsr.train.loop import run_epoch, validate
 from elsr.train.losses import loss_function
+from elsr.train.memory import check_batch_fits
 from elsr.train.plots import plot_history
 from elsr.train.precision import AMP_MODES, CHANNELS_LAST_MODES
-from elsr.train.schedule import Schedule, Stage, load_schedule, lr_for_epoch, shorten
+from elsr.train.schedule import Schedule, Stage, load_schedule, lr_for_epoch, resolve_schedule_path, shorten
 from elsr.version import __version__
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,9 @@ class Trainer:
             self.schedule.stages[0].init = str(cfg.weights)
         if not (cfg.length > 0 and math.isfinite(cfg.length)) or (cfg.max_steps is not None and cfg.max_steps < 1):
             shorten([], [], cfg.length, cfg.max_steps)  # the one place that words the refusal
-        for stage in self.schedule.stages:  # the schedule's batch is the global one
-            distributed.per_rank_batch(ctx, stage.batch_size, f"stage {stage.name!r}")
         self.out = Path(cfg.out)
         self.device = distributed.device_for(ctx, resolve_device(cfg.device))
+        self._check_batches()
         self.amp = amp_dtype(cfg.amp, self.device)
         if cfg.channels_last not in CHANNELS_LAST_MODES:
             raise ElsrError(f"unknown --channels-last {cfg.channels_last!r}",
@@ -134,6 +134,15 @@ class Trainer:
         self.model: ELSR | None = None
 
     # ----------------------------------------------------------------- set-up
+    def _check_batches(self) -> None:
+        """Every stage's batch splits evenly over the ranks (the schedule's batch is the global one), and one
+        rank's training step fits in memory."""
+        for stage in self.schedule.stages:
+            where = f"stage {stage.name!r}"
+            batch = distributed.per_rank_batch(self.ctx, stage.batch_size, where)
+            check_batch_fits(batch, stage.patch_size, stage.scale, self.device.type == "cpu", where,
+                             resolve_schedule_path(self.cfg.schedule))
+
     def _check_inits(self) -> None:
         """The paths this rank reads exist: the training data everywhere, the rest on rank 0."""
         paths = [("--train", self.cfg.train)] + ([("--val", self.cfg.val)] if self.ctx.is_main else [])
