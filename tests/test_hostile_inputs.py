@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import h5py
 import numpy as np
 import onnx
 import pytest
@@ -784,6 +785,44 @@ def _(t, kit, f):
 @case("quantize-qat-batch-beyond-memory", "--batch-size and --patch-size", "needs about", "are available")
 def _(t, kit, f):
     return quantize_argv(t, kit.x4, kit.hr, "qat", ["--val", str(kit.hr), "--batch-size", str(10**9)])
+
+
+# HDF5 patch files: data that is not uint8 pixels, or that lives in another file -------------------------------
+
+def patches_h5(path: Path, hr: Callable | None = None, dtype=np.uint8) -> Path:
+    """A patch file for the tiny schedule (x2 and x4, 32 px HR); ``hr(handle)`` makes its 'hr' entry instead."""
+    pixels = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3)).astype(dtype)
+    with h5py.File(path, "w") as handle:
+        handle["lr_x2"], handle["lr_x4"] = pixels[:, ::2, ::2], pixels[:, ::4, ::4]
+        if hr is None:
+            handle["hr"] = pixels
+        else:
+            hr(handle)
+    return path
+
+
+@case("train-hdf5-float-patches", "nan.h5", "holds float32 values, not uint8 pixels")
+def _(t, kit, f):
+    return train_argv(t, kit, train=patches_h5(t / "nan.h5", dtype=np.float32))
+
+
+@case("train-hdf5-hr-is-a-group", "group.h5", "'hr' is a group")
+def _(t, kit, f):
+    return train_argv(t, kit, train=patches_h5(t / "group.h5", lambda h: h.create_group("hr")))
+
+
+@case("train-hdf5-link-to-another-file", "link.h5", "'hr' is a link (ExternalLink)")
+def _(t, kit, f):
+    other = patches_h5(t / "other.h5")
+    return train_argv(t, kit, train=patches_h5(t / "link.h5", lambda h: h.__setitem__(
+        "hr", h5py.ExternalLink(str(other), "/hr"))))
+
+
+@case("quantize-hdf5-external-storage", "ext.h5", "keeps its data outside the file")
+def _(t, kit, f):
+    (t / "secret.bin").write_bytes(bytes(4 * 32 * 32 * 3))
+    return quantize_argv(t, kit.x4, patches_h5(t / "ext.h5", lambda h: h.create_dataset(
+        "hr", (4, 32, 32, 3), np.uint8, external=[(str(t / "secret.bin"), 0, 4 * 32 * 32 * 3)])))
 
 
 # ---------------------------------------------------------------- running a case

@@ -192,9 +192,11 @@ class Trainer:
                                 "or use a new --out")
 
     def _shorten(self, source: FolderSource | HDF5Source) -> None:
-        """--length and --max-steps, now that the training data tells how long one pass over it is."""
-        iterations = [stage.iters_per_epoch or max(1, source.num_patches(stage.scale, stage.patch_size)
-                                                   // stage.batch_size) for stage in self.schedule.stages]
+        """--length and --max-steps, now that the training data tells how long one pass over it is (every stage's
+        patches counted, so that data no stage can use is refused before anything is written)."""
+        stages = self.schedule.stages
+        passes = [max(1, source.num_patches(stage.scale, stage.patch_size) // stage.batch_size) for stage in stages]
+        iterations = [stage.iters_per_epoch or n for stage, n in zip(stages, passes)]
         shorten(self.schedule.stages, iterations, self.cfg.length, self.cfg.max_steps)
 
     def _build_model(self, stage: Stage) -> ELSR:
