@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import h5py
 import numpy as np
 import onnx
@@ -785,6 +786,37 @@ def _(t, kit, f):
 @case("quantize-qat-batch-beyond-memory", "--batch-size and --patch-size", "needs about", "are available")
 def _(t, kit, f):
     return quantize_argv(t, kit.x4, kit.hr, "qat", ["--val", str(kit.hr), "--batch-size", str(10**9)])
+
+
+@case("upscale-model-is-a-named-pipe", "m.onnx", "is a device, pipe or socket", "--model wants")
+def _(t, kit, f):
+    os.mkfifo(t / "m.onnx")   # opened, it would block until a writer came
+    return upscale_argv(t, t / "m.onnx", kit.hr / "img0.png")
+
+
+@case("export-weights-is-a-device", "/dev/zero", "is a device, pipe or socket", "--weights wants")
+def _(t, kit, f):
+    return export_argv(t, Path("/dev/zero"))   # read, it would never end
+
+
+@case("eval-json-named-like-an-image", "r.png", "--json writes a JSON file, not a .png file", "*.json")
+def _(t, kit, f):
+    return Setup(eval_argv(t, kit.x4, kit.hr, ["--json", str(t / "r.png")]).argv, [t / "r.png"])
+
+
+@case("bench-markdown-named-like-json", "b.json", "write Markdown files, not a .json file")
+def _(t, kit, f):
+    return Setup(bench_argv(t, kit, ["--markdown", str(t / "b.json")]).argv, [t / "b.json"])
+
+
+@case("eval-image-beyond-what-one-decoded-image-may-have", "bomb.jpg", "65000x65000 pixels", "1,073,741,824")
+def _(t, kit, f):
+    jpeg = bytearray(cv2.imencode(".jpg", rgb(16, 16))[1].tobytes())
+    at = jpeg.find(b"\xff\xc0")
+    jpeg[at + 5:at + 9] = (65000).to_bytes(2, "big") * 2   # the frame header's height and width
+    (t / "hr").mkdir()
+    (t / "hr" / "bomb.jpg").write_bytes(bytes(jpeg))
+    return eval_argv(t, kit.x4, t / "hr")
 
 
 # HDF5 patch files: data that is not uint8 pixels, or that lives in another file -------------------------------

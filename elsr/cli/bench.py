@@ -15,7 +15,7 @@ from elsr.cli.command import Parser, common_options, parse_arguments, run_comman
 from elsr.cli.numbers import count, number, threads
 from elsr.cli.options import bundled_names, check_checkpoint
 from elsr.errors import ElsrError
-from elsr.io.files import refuse_overwriting_inputs
+from elsr.io.files import refuse_other_suffix, refuse_overwriting_inputs
 from elsr.io.video import CODECS, CONTAINERS, MAX_CRF, EncodeSettings
 from elsr.pretrained import model_path
 from elsr.provenance import command_line
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoint(args.weights)
     outputs = [*filter(None, (args.out, args.markdown, args.markdown_video))]
     refuse_overwriting_inputs(outputs, [args.weights, *args.models, args.data, args.video])
+    for markdown in filter(None, (args.markdown, args.markdown_video)):
+        refuse_other_suffix(markdown, ".md", "--markdown and --markdown-video write Markdown files")
     if args.out:  # its plot would be read back as an HR image
         refuse_overwriting_inputs([args.out], [], [args.data])
     result = run_benchmark(bench_config(args))

@@ -9,7 +9,7 @@ from pathlib import Path
 from elsr.cli.numbers import number
 from elsr.cli.options import (add_convert, add_device, add_no_progress, add_overwrite, bundled_names, check_model,
                               config_from_args)
-from elsr.io.files import check_new_output, refuse_overwriting_inputs, write_text
+from elsr.io.files import check_new_output, refuse_other_suffix, refuse_overwriting_inputs, write_text
 from elsr.io.images import IMAGE_SUFFIXES
 from elsr.model.network import SCALES
 from elsr.pretrained import model_path
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_new_output(args.json, args.overwrite)  # before the work, not after it
         refuse_overwriting_inputs([args.json], [args.model, args.data, args.lr], [args.data, args.lr], IMAGE_SUFFIXES)
+        refuse_other_suffix(args.json, ".json", "--json writes a JSON file")
     result = evaluate(config_from_args(EvalConfig, args, progress=not args.no_progress))
     print(f"x{result['scale']}, border {result['border']}, LR: {result['lr_source']}")
     print(format_table(result))

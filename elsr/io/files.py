@@ -154,6 +154,15 @@ def check_new_output(path: str | Path, overwrite: bool, option: str = "--overwri
     return path
 
 
+def refuse_other_suffix(path: str | Path, suffix: str, what: str) -> None:
+    """Refuse, before any work, an output not named ``*{suffix}``; ``what`` says what is written there ("--json
+    writes a JSON file"): a report named .png would be JSON that no image viewer opens."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ElsrError(f"{what}, not a {path.suffix or 'suffix-less'} file", path=path,
+                        fix=f"name it *{suffix}")
+
+
 def same_path(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name the same file or folder: the same spelling once resolved, a link, a hard link."""
     a, b = Path(a), Path(b)

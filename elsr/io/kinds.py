@@ -24,6 +24,7 @@ KINDS = {
     "text": "a text file",
     "empty": "an empty file",
     "folder": "a folder",
+    "special": "a device, pipe or socket, not a regular file",
     "missing": "missing",
     "unknown": "a file of unknown kind",
 }
@@ -67,7 +68,7 @@ def file_kind(path: str | Path) -> str:
     if path.is_dir():
         return "folder"
     if not path.is_file():
-        return "missing"
+        return "special" if path.exists() else "missing"   # never opened: a pipe would block, /dev/zero never end
     try:
         with open(path, "rb") as handle:
             head = handle.read(HEAD_BYTES)
