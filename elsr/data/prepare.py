@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ALLOWED_SCALES = (2, 3, 4)
 COMPRESSIONS = ("none", "gzip")
 REDS_SCALE = 4
+MAX_PATCH = 2048  # HR pixels: one such patch is 12 MB, and training cuts far smaller ones (48-64 px at x4)
 BATCH_PATCHES = 256  # at most this many patches buffered in memory before each append to the file
 BUFFER_BYTES = 64 * 2**20  # ... and at most this many bytes of them (HR plus every LR scale)
 # Room kept free on the disk beside each append, for what HDF5 writes when it closes the file (chunk index,
@@ -107,6 +108,8 @@ def _validate(cfg: PrepareConfig) -> PrepareConfig:
     if not scales or bad:
         raise ElsrError(f"unsupported scale(s) {bad or list(scales)}",
                         fix=f"use scales from {', '.join(map(str, ALLOWED_SCALES))}")
+    if cfg.patch_size > MAX_PATCH:
+        raise ElsrError(f"patch size {cfg.patch_size} is above {MAX_PATCH} pixels", fix="train on smaller patches")
     for name, value in (("patch size", cfg.patch_size), ("stride", cfg.stride)):
         if value <= 0:
             raise ElsrError(f"{name} must be positive, got {value}", fix=f"pass a positive {name}")
