@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=count, default=QATConfig.epochs, help="QAT epochs (default: %(default)s)")
     parser.add_argument("--iters", type=count, default=QATConfig.iters_per_epoch,
                         help="QAT iterations per epoch (default: %(default)s)")
-    parser.add_argument("--lr", type=number(float, above=0, high=MAX_LR), default=QATConfig.lr, help="QAT learning rate (default: %(default)s)")
+    parser.add_argument("--lr", type=number(float, above=0, high=MAX_LR), default=QATConfig.lr,
+                        help="QAT learning rate (default: %(default)s)")
     parser.add_argument("--patch-size", type=count, default=QATConfig.patch_size,
                         help="LR patch size for QAT and PTQ calibration (default: %(default)s)")
     parser.add_argument("--batch-size", type=count, default=QATConfig.batch_size,
