@@ -819,6 +819,24 @@ def _(t, kit, f):
     return eval_argv(t, kit.x4, t / "hr")
 
 
+def checkpoint_of_dtype(t: Path, kit: Kit, name: str, dtype: torch.dtype) -> Path:
+    """kit.x4 with every weight cast to ``dtype``."""
+    ckpt = read_checkpoint(kit.x4)
+    ckpt["model"] = {k: v.to(dtype) for k, v in ckpt["model"].items()}
+    torch.save(ckpt, t / name)
+    return t / name
+
+
+@case("upscale-checkpoint-with-integer-weights", "int.pt", "not real floating-point numbers", "torch.int64")
+def _(t, kit, f):
+    return upscale_argv(t, checkpoint_of_dtype(t, kit, "int.pt", torch.int64), kit.hr / "img0.png")
+
+
+@case("eval-checkpoint-with-complex-weights", "complex.pt", "not real floating-point numbers", "complex64")
+def _(t, kit, f):
+    return eval_argv(t, checkpoint_of_dtype(t, kit, "complex.pt", torch.complex64), kit.hr)
+
+
 # HDF5 patch files: data that is not uint8 pixels, or that lives in another file -------------------------------
 
 def patches_h5(path: Path, hr: Callable | None = None, dtype=np.uint8) -> Path:

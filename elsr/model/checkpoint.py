@@ -19,7 +19,7 @@ from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
 from elsr.io.kinds import refuse_wrong_kind
 from elsr.model.network import ELSR, ModelConfig, load_weights
-from elsr.model.weights import refuse_non_finite
+from elsr.model.weights import refuse_non_finite, refuse_non_real
 from elsr.pretrained import model_path
 
 FORMAT = "elsr-checkpoint"
@@ -112,6 +112,7 @@ def read_checkpoint(path: str | Path) -> dict:
     else:
         raise ElsrError("not an ELSR checkpoint", path=path, fix="pass a model.pt written by 'elsr train'")
     training = data.get("train_model") if _tensors(data.get("train_model")) else {}   # a run state's own weights
+    refuse_non_real([*data["model"].items(), *training.items()], path)
     refuse_non_finite([*data["model"].items(), *training.items()], path)
     return data
 

@@ -34,6 +34,15 @@ def non_finite(values: Array) -> str | None:
     return " and ".join(word for word, found in (("NaN", nan), ("infinite values", inf)) if found)
 
 
+def refuse_non_real(named: Iterable[tuple[str, torch.Tensor]], path: str | Path) -> None:
+    """An ElsrError naming the file and the first tensor that is not of a real floating-point type: integer
+    weights would be cast without a word (a model of garbage), complex ones lose half their values."""
+    for name, values in named:
+        if not values.is_floating_point():
+            raise ElsrError(f"weights are not real floating-point numbers: tensor {name!r} holds {values.dtype} "
+                            "values", path=path, fix="pass a checkpoint written by 'elsr train'")
+
+
 def refuse_non_finite(named: Iterable[tuple[str, Array]], path: str | Path) -> None:
     """An ElsrError naming the file and the first tensor that holds a NaN or an infinity."""
     for name, values in named:
