@@ -10,6 +10,7 @@ from elsr.io.images import list_images
 from elsr.io.video import EncodeSettings
 from elsr.model.devices import usable_cores
 from elsr.model.network import DEFAULT_FRAME
+from elsr.runtime.tiling import check_forward_fits
 
 DEFAULT_RUNS = 30
 DEFAULT_WARMUP = 10
@@ -26,7 +27,9 @@ def parse_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise ElsrError(f"--size {text!r} is not HEIGHTxWIDTH", fix="e.g. --size 180x320")
-    return int(parts[0]), int(parts[1])
+    height, width = int(parts[0]), int(parts[1])
+    check_forward_fits(1, height, width, f"--size {text}")
+    return height, width
 
 
 def resolve_threads(values: list[int] | None) -> list[int]:

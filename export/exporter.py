@@ -19,7 +19,7 @@ from elsr.export.formats import FORMATS, ExportFormat
 from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES
 from elsr.export.onnx_int8 import load_int8_source
 from elsr.export.request import ExportRequest
-from elsr.io.files import disk_bytes, remove_output
+from elsr.io.files import disk_bytes, refuse_overwriting_inputs, remove_output
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
 from elsr.model.inference import resolve_device
@@ -29,6 +29,7 @@ from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import QuantParams
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
 from elsr.runtime.loaders import runtime_named
+from elsr.runtime.tiling import check_forward_fits
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
         dims = ()
     if len(dims) != 4 or min(dims) < 1 or dims[1] != 3:
         raise ElsrError(f"--fixed-shape {text!r} is not an NCHW shape with 3 channels", fix="e.g. 1x3x180x320")
+    check_forward_fits(dims[0], dims[2], dims[3], f"--fixed-shape {text}")   # the artifact is checked at it
     return dims  # type: ignore[return-value]
 
 
@@ -98,6 +100,8 @@ def _outputs(cfg: ExportConfig, fmt: ExportFormat, out: Path) -> None:
                         fix=f"name the output *{fmt.suffix}")
     outputs = [out, *fmt.companions(out), *([out.with_suffix(QAT_SUFFIX)] if cfg.int8 and not cfg.qat_checkpoint
                                             else [])]
+    refuse_overwriting_inputs(outputs, [cfg.weights, cfg.qat_checkpoint, cfg.train, cfg.val, cfg.check_images,
+                                        *cfg.validate])
     existing = [p for p in outputs if p.exists()]
     if existing and not cfg.overwrite:
         raise ElsrError("output exists", path=existing[0], fix="pass --overwrite")

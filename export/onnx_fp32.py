@@ -30,6 +30,7 @@ from elsr.runtime.onnx_model import onnx_session
 EXAMPLE_SHAPE = (2, 3, 32, 32)  # traced once; batch, height and width stay dynamic
 CHECK_SHAPES = ((1, 3, 17, 23), (2, 3, 64, 48), (1, 3, 180, 320))
 MAX_CHECK_IMAGES = 3
+OPSETS = range(7, onnx.defs.onnx_opset_version() + 1)   # the default-domain opsets onnx knows (--opset)
 TOLERANCE = 1e-4
 NOISY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")  # the exporter's progress chatter and optional-package notes
 

@@ -23,6 +23,7 @@ from elsr.quant.params import ConvParams, QuantParams, fold_copies, qat_model_fr
 from elsr.runtime.contract import INPUT_NAME as INPUT
 from elsr.runtime.contract import COPIES_KEY, ONNX_FORMAT_TAG
 from elsr.runtime.contract import OUTPUT_NAME as OUTPUT
+from elsr.runtime.onnx_files import read_onnx
 
 INT8_OPSET = 18
 INT8_QUANTIZATION = "qat; qdq; int8 per-channel weights, int32 biases, uint8 activations"  # metadata 'quantization'
@@ -181,19 +182,27 @@ def quant_params_from_onnx(path: str | Path) -> QuantParams:
     path = Path(path)
     if not path.is_file():
         raise ElsrError("no such file", path=path, fix="pass the .qat.pt or INT8 .onnx written by 'elsr quantize'")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError
-        raise ElsrError(f"cannot read this ONNX file: {exc}", path=path) from exc
+    proto = read_onnx(path)   # external data kept in its folder, weights finite
     props = {p.key: p.value for p in proto.metadata_props}
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     names = ("input", "head", "body_conv1", "body_act", "body_conv2", "add", "tail")
     needed = [f"{n}_{k}" for n in ("head", "body_conv1", "body_conv2", "tail") for k in ("w", "w_scale", "b", "b_scale")]
     needed += [f"{n}_{k}" for n in names for k in ("scale", "zero_point")]
+    fix = "pass the .qat.pt or the INT8 .onnx written by 'elsr quantize --method qat'"
     if props.get("format") != ONNX_FORMAT_TAG or not props.get("precision", "").startswith("int8") or \
             any(k not in inits for k in needed):
-        raise ElsrError("not an INT8 ONNX model written by elsr", path=path,
-                        fix="pass the .qat.pt or the INT8 .onnx written by 'elsr quantize --method qat'")
+        raise ElsrError("not an INT8 ONNX model written by elsr", path=path, fix=fix)
+    try:
+        return _params_from_graph(proto, props, inits, names)
+    except ElsrError as exc:
+        raise ElsrError(exc.problem, path=path, fix=exc.fix or fix) from exc
+    except (ValueError, TypeError, IndexError, KeyError, StopIteration) as exc:  # tensors of the wrong shape or type
+        raise ElsrError(f"an INT8 ONNX model by its metadata, but its tensors do not fit ELSR "
+                        f"({type(exc).__name__}: {exc})", path=path, fix=fix) from exc
+
+
+def _params_from_graph(proto: onnx.ModelProto, props: dict[str, str], inits: dict[str, np.ndarray],
+                       names: tuple[str, ...]) -> QuantParams:
     leaky = [n for n in proto.graph.node if n.op_type == "LeakyRelu"]
     slope = (np.array([next(a.f for a in leaky[0].attribute if a.name == "alpha")], np.float32) if leaky
              else inits["body_act_slope"].reshape(-1).astype(np.float32))
@@ -214,8 +223,8 @@ def quant_params_from_onnx(path: str | Path) -> QuantParams:
     params = QuantParams(config, fold_copies(convs, activations, c) if split else convs, activations,
                          slope[:c] if slope.size > 1 else slope, split)
     if split and not _same_convs(params.integer_convs(), convs):
-        raise ElsrError("its split skip path is not the one elsr writes", path=path,
-                        fix="export it again from its .qat.pt")
+        raise ElsrError("its split skip path is not the one elsr writes",
+                        fix="export it again from its .qat.pt")  # the caller names the file
     return params
 
 

@@ -17,7 +17,7 @@ from elsr.export.ptq import quantize_ptq
 from elsr.data.datasets import TrainingSource, open_training_data
 from elsr.data.validation import ValidationSet
 from elsr.errors import ElsrError
-from elsr.io.files import write_text
+from elsr.io.files import refuse_overwriting_inputs, write_text
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
 from elsr.model.inference import resolve_device
@@ -26,6 +26,7 @@ from elsr.quant.params import quant_params
 from elsr.quant.qat import QATConfig, selected_metrics, train_qat
 from elsr.runtime.contract import artifact_name, model_metadata
 from elsr.runtime.evaluate import EvalConfig, evaluate
+from elsr.train.memory import check_batch_fits
 
 log = logging.getLogger(__name__)
 METHODS = ("qat", "ptq")
@@ -53,6 +54,25 @@ def calibration_patches(cfg: QuantizeConfig, source: TrainingSource, scale: int)
     return [lr.numpy() for lr, _ in batches]
 
 
+def ptq_path(method: str, out: Path) -> Path:
+    return out if method == "ptq" else out.with_name(f"{out.stem}_ptq.onnx")
+
+
+def check_outputs(cfg: QuantizeConfig, out: Path) -> None:
+    """Before any work: an .onnx output, no file written over an input, none that exists unless overwrite (the
+    model ``out``, the PTQ model beside a QAT one, the QAT checkpoint, the reports)."""
+    if out.suffix.lower() != ".onnx":
+        raise ElsrError(f"quantize writes an INT8 ONNX model, not a {out.suffix or 'suffix-less'} file", path=out,
+                        fix="name it *.onnx (elsr export turns it into .ort or .tflite)")
+    training = cfg.method == "qat" and not cfg.qat_checkpoint
+    outputs = [out, ptq_path(cfg.method, out), *([out.with_suffix(".qat.pt")] if training else []),
+               out.with_suffix(".report.json"), out.with_suffix(".report.md")]
+    refuse_overwriting_inputs(outputs, [cfg.weights, cfg.qat_checkpoint, cfg.train, cfg.val, *cfg.eval_data])
+    existing = [p for p in dict.fromkeys(outputs) if p.exists()]
+    if existing and not cfg.overwrite:
+        raise ElsrError("output exists", path=existing[0], fix="pass --overwrite or choose another --out")
+
+
 def quantize(cfg: QuantizeConfig) -> dict:
     """Run QAT or PTQ, write the INT8 model and its report; returns the report."""
     if cfg.method not in METHODS:
@@ -61,17 +81,19 @@ def quantize(cfg: QuantizeConfig) -> dict:
         raise ElsrError("--train is needed (QAT data and PTQ calibration images)")
     model, ckpt = load_model(cfg.weights)
     out = cfg.out or artifact_name(model.scale, True, ".onnx")
-    if out.exists() and not cfg.overwrite:
-        raise ElsrError("output exists", path=out, fix="pass --overwrite or choose another --out")
+    check_outputs(cfg, out)
     reused = read_qat_checkpoint(cfg.qat_checkpoint) if cfg.method == "qat" and cfg.qat_checkpoint else None
     if cfg.method == "qat" and cfg.val is None:
         raise ElsrError("--val is needed for QAT (model selection)", fix="pass --val HR_FOLDER")
     scale = model.scale
     device = resolve_device(cfg.device)
+    if cfg.method == "qat" and reused is None:
+        check_batch_fits(cfg.qat.batch_size, cfg.qat.patch_size, scale, device.type == "cpu",
+                         "--batch-size and --patch-size")
     eval_sets = cfg.eval_data or ([cfg.val] if cfg.val else [])
     for folder in {*([cfg.val] if cfg.val else []), *eval_sets}:  # before anything is written
         list_images(folder)
-    ptq_out = out if cfg.method == "ptq" else out.with_name(f"{out.stem}_ptq.onnx")
+    ptq_out = ptq_path(cfg.method, out)
     report: dict = {"method": cfg.method, "weights": str(cfg.weights), "scale": scale, "models": {}, "files": []}
     source = open_training_data(cfg.train, cfg.convert)
     patches = calibration_patches(cfg, source, scale)

@@ -439,7 +439,7 @@ def _(t, kit):
     return train_argv(t, kit, schedule=schedule_with(t, lambda s: s.update(seed=-1)))
 
 
-@case("train-schedule-infinite-lr", "s.yaml", "lr must be positive and finite, got inf")
+@case("train-schedule-infinite-lr", "s.yaml", "lr must be above 0 and at most 1, got inf")
 def _(t, kit):
     return train_argv(t, kit, schedule=schedule_with(t, lambda s: s["stages"][0].update(lr=float("inf"))))
 
@@ -1034,7 +1034,10 @@ def test_odd_sizes_are_mod_cropped_for_training(kit, tmp_path, capfd):
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_intact(kit, tmp_path, capfd):
-    schedule = schedule_with(tmp_path, lambda s: s["stages"][1].update(lr=1e30))
+    huge = read_checkpoint(kit.x4)   # finite weights whose activations overflow: a diverged run's next step
+    huge["model"] = {k: torch.full_like(v, 1e30) for k, v in huge["model"].items()}
+    torch.save(huge, tmp_path / "huge.pt")
+    schedule = schedule_with(tmp_path, lambda s: s["stages"][1].update(init=str(tmp_path / "huge.pt")))
     setup = train_argv(tmp_path, kit, schedule=schedule)
     code, err = run_elsr(setup.argv, capfd)
     assert_refused(code, err, ("run", "loss became", "lower the stage's lr"))

@@ -28,7 +28,7 @@ import numpy as np
 from elsr.benchmarks.large_image import run_limited
 from elsr.errors import ElsrError
 from elsr.io.images import list_images, read_image
-from elsr.io.video import CONTAINERS, EncodeSettings, OutputVideo, to_yuv420p, video_writer
+from elsr.io.video import CONTAINERS, EncodeSettings, OutputVideo, ffmpeg_url, to_yuv420p, video_writer
 from elsr.runtime.base import Upscaler
 from elsr.runtime.pipeline import PipelineStats
 from elsr.runtime.upscale import Renderer, open_source, upscale_video
@@ -198,7 +198,7 @@ def _cue(stream, second: int) -> av.Packet:
 def _streams(path: Path) -> dict:
     """Per stream: kind, codec, and its packets (bytes, time, duration); the video's frame size, rate, frame times
     (and where its last frame ends) and rotation; the file's duration. Frames are decoded one at a time."""
-    with av.open(str(path)) as container:
+    with av.open(ffmpeg_url(path)) as container:
         streams, video = list(container.streams), container.streams.video[0]
         packets: dict[int, list] = {s.index: [] for s in streams}
         times, first, end = [], None, 0.0
@@ -257,7 +257,7 @@ def upscale_memory(cfg: MemoryConfig) -> list[dict]:
             command = [sys.executable, "-m", "elsr", "upscale", "-q", "--no-progress", "--input", str(clip),
                        "--output", str(out), *cfg.upscale_args]
             run = run_limited(command, limit_mb=float(2**20))   # no real limit: the high-water mark is the figure
-            with av.open(str(out)) as written:
+            with av.open(ffmpeg_url(out)) as written:
                 frames = written.streams.video[0].frames
             results.append({"loops": loops, "frames": frames, "exit_code": run["exit_code"],
                             "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],

@@ -18,14 +18,15 @@ from elsr.benchmarks.arm64.artifacts import ARTIFACTS
 from elsr.benchmarks.arm64.report import HEADING, SECTION, markdown
 from elsr.benchmarks.arm64.targets import CORES
 from elsr.benchmarks.report import BENCHMARKS_TITLE
-from elsr.cli.command import common_options, run_command, setup_logging
+from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
+from elsr.cli.numbers import count, threads
 from elsr.cli.options import add_convert, default
 from elsr.io.files import write_section, write_text
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m elsr.benchmarks.arm64", description=__doc__,
-                                     parents=[common_options()], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m elsr.benchmarks.arm64", description=__doc__, parents=[common_options()],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=default(Arm64Config, "cache"),
                         help="QEMU, the arm64 root and the wheels, kept between runs (default: %(default)s)")
     parser.add_argument("--cores", nargs="+", default=list(default(Arm64Config, "cores")), metavar="QEMU_CPU",
@@ -35,13 +36,13 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: %(default)s; bookworm's QEMU 7.2 gets SME's SMOPA wrong)")
     parser.add_argument("--hr", type=Path, help="folder of HR images (default: scikit-image's bundled photos)")
     add_convert(parser)
-    parser.add_argument("--crop", type=int, default=default(Arm64Config, "crop"),
+    parser.add_argument("--crop", type=count, default=default(Arm64Config, "crop"),
                         help="side of the centre crop of each LR image (default %(default)s)")
     parser.add_argument("--artifacts", nargs="+", metavar="FILE",
                         help="only these artifacts (default: " + " ".join(a.file for a in ARTIFACTS) + ")")
-    parser.add_argument("--jobs", type=int, default=default(Arm64Config, "jobs"),
+    parser.add_argument("--jobs", type=count, default=default(Arm64Config, "jobs"),
                         help="emulated cores run at once (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=default(Arm64Config, "threads"),
+    parser.add_argument("--threads", type=threads, default=default(Arm64Config, "threads"),
                         help="threads of each runtime inside the emulator (default %(default)s)")
     parser.add_argument("--probes", action="store_true",
                         help="also run each INT8 TFLite operator alone (which kernel differs, if one does)")
@@ -70,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    args = parse_arguments(_parser(), argv)
+    if isinstance(args, int):
+        return args
     args.command_line = " ".join(["python -m elsr.benchmarks.arm64", *map(shlex.quote, argv)])
     setup_logging(args.quiet)
     return run_command(run, args)

@@ -11,10 +11,12 @@ from elsr.benchmarks.backends import BACKENDS
 from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
 from elsr.benchmarks.report import BENCH_SECTION, format_report, write_markdown, write_outputs, write_video_section
-from elsr.cli.command import common_options, run_command, setup_logging
+from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
+from elsr.cli.numbers import count, number, threads
 from elsr.cli.options import bundled_names, check_checkpoint
 from elsr.errors import ElsrError
-from elsr.io.video import CODECS, CONTAINERS, EncodeSettings
+from elsr.io.files import refuse_other_suffix, refuse_overwriting_inputs
+from elsr.io.video import CODECS, CONTAINERS, MAX_CRF, EncodeSettings
 from elsr.pretrained import model_path
 from elsr.provenance import command_line
 
@@ -36,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HR images: PSNR/SSIM of each row as `elsr eval` reports it, plus a bicubic row")
     parser.add_argument("--size", default="180x320", metavar="HxW",
                         help="LR input height x width (default 180x320)")
-    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"timed runs per row (default {DEFAULT_RUNS})")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+    parser.add_argument("--runs", type=count, default=DEFAULT_RUNS, help=f"timed runs per row (default {DEFAULT_RUNS})")
+    parser.add_argument("--warmup", type=number(int, 0), default=DEFAULT_WARMUP,
                         help=f"untimed runs first (default {DEFAULT_WARMUP})")
-    parser.add_argument("--threads", type=int, nargs="+", metavar="N",
+    parser.add_argument("--threads", type=threads, nargs="+", metavar="N",
                         help="CPU thread counts, one row each (default: 1 and all cores; 0 = all cores)")
     parser.add_argument("--backends", nargs="+", default=["default"], metavar="NAME",
                         help="backend names or globs, 'default' or 'all' (default: default; e.g. "
@@ -50,12 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-backend", nargs="+", default=[], metavar="NAME",
                         help="rows for the video mode (row or backend names, globs, e.g. '*' for all; default: the "
                              "fastest INT8 row at the thread count `elsr upscale` gives the model beside an encoder)")
-    parser.add_argument("--video-frames", type=int, default=0, metavar="N", help="use the first N frames (0: all)")
+    parser.add_argument("--video-frames", type=number(int, 0), default=0, metavar="N",
+                        help="use the first N frames (0: all)")
     parser.add_argument("--video-codec", choices=list(CODECS), default=None,
                         help=f"video codec (default: {CONTAINERS['.mp4'].codec}, as `elsr upscale` writes .mp4)")
     parser.add_argument("--video-presets", nargs="+", default=[None], metavar="PRESET",
                         help="encoder presets, one run each (default: the codec's default, as in `elsr upscale`)")
-    parser.add_argument("--video-crf", type=int, default=None, help="video quality (default: the codec's default)")
+    parser.add_argument("--video-crf", type=number(int, 0, MAX_CRF), default=None,
+                        help="video quality (default: the codec's default)")
     parser.add_argument("--convert", action="store_true", help="let elsr eval convert greyscale/RGBA/16-bit images")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write results.json, results.csv, latency_vs_psnr.png")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a BENCHMARKS.md-style report here")
@@ -79,6 +83,12 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 
 def run(args: argparse.Namespace) -> int:
     check_checkpoint(args.weights)
+    outputs = [*filter(None, (args.out, args.markdown, args.markdown_video))]
+    refuse_overwriting_inputs(outputs, [args.weights, *args.models, args.data, args.video])
+    for markdown in filter(None, (args.markdown, args.markdown_video)):
+        refuse_other_suffix(markdown, ".md", "--markdown and --markdown-video write Markdown files")
+    if args.out:  # its plot would be read back as an HR image
+        refuse_overwriting_inputs([args.out], [], [args.data])
     result = run_benchmark(bench_config(args))
     print(format_report(result), end="")
     if args.out:
@@ -98,10 +108,11 @@ def run(args: argparse.Namespace) -> int:
 def module_main(argv: list[str] | None = None) -> int:
     """``python -m elsr.benchmarks``: the same options as ``elsr bench``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="python -m elsr.benchmarks", description=__doc__,
-                                     parents=[common_options()])
+    parser = Parser(prog="python -m elsr.benchmarks", description=__doc__, parents=[common_options()])
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
+    if isinstance(args, int):
+        return args
     args.command_line = " ".join(["python -m elsr.benchmarks", *map(shlex.quote, argv)])
     setup_logging(args.quiet)
     return run_command(run, args)

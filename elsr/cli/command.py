@@ -15,9 +15,25 @@ EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusals (an unknown option, a value out of range) are one line like every other
+    error: ``elsr: error: argument --tile: must be ...``, exit code 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"elsr: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """The parsed options, or the exit code when the parser has finished (--help, --version: 0; a refusal: 2)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+
+
 def common_options() -> argparse.ArgumentParser:
     """The options every command has."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks (also: ELSR_DEBUG=1)")
     common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     return common
@@ -31,15 +47,18 @@ def setup_logging(quiet: bool = False) -> None:
 def quiet_native_libraries() -> None:
     """Keep OpenCV's and FFmpeg's own warnings ("libpng warning", "[h264 @ ...]") off stderr: the tool's
     checks report bad files in one line of their own (--debug leaves them on). PyAV keeps FFmpeg's log off by
-    default; SVT-AV1 prints its banner to stderr itself unless told errors only (x265: elsr.io.video.CODECS)."""
+    default; SVT-AV1 prints its banner to stderr itself unless told errors only (x265: elsr.io.video.CODECS);
+    LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" unless told warnings and up."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when a capture opens
     os.environ.setdefault("SVT_LOG", "1")                  # SVT-AV1: errors only, read when an encoder starts
-    import cv2
-
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # pragma: no cover - very old OpenCV
-        pass
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")     # LiteRT: warnings and errors, read when it first logs
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")     # OpenCV, read when it is imported
+    cv2 = sys.modules.get("cv2")                          # already imported: told directly (not imported here:
+    if cv2 is not None:                                   # the memory benchmarks fork before loading it)
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:  # pragma: no cover - very old OpenCV
+            pass
 
 
 def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

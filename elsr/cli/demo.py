@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from elsr.benchmarks.bench import run_benchmark  # noqa: E402
 from elsr.benchmarks.config import BenchConfig  # noqa: E402
 from elsr.benchmarks.report import markdown_table, notes, write_outputs  # noqa: E402
+from elsr.cli.numbers import count, number  # noqa: E402
 from elsr.cli.options import add_device, add_no_progress, default  # noqa: E402
 from elsr.data.bicubic import downscale, upscale  # noqa: E402
 from elsr.errors import ElsrError  # noqa: E402
@@ -212,10 +213,10 @@ def add_arguments(parser) -> None:
                         help="output folder (default: %(default)s)")
     parser.add_argument("--schedule", default=default(DemoConfig, "schedule"),
                         help="schedule to train (default: %(default)s)")
-    parser.add_argument("--length", type=float, default=default(DemoConfig, "length"),
+    parser.add_argument("--length", type=number(float, above=0), default=default(DemoConfig, "length"),
                         help="multiply every stage's epochs (default: %(default)s)")
-    parser.add_argument("--qat-epochs", type=int, default=QATConfig.epochs, help="QAT epochs (default: %(default)s)")
-    parser.add_argument("--qat-iters", type=int, default=QATConfig.iters_per_epoch,
+    parser.add_argument("--qat-epochs", type=count, default=QATConfig.epochs, help="QAT epochs (default: %(default)s)")
+    parser.add_argument("--qat-iters", type=count, default=QATConfig.iters_per_epoch,
                         help="QAT iterations per epoch (default: %(default)s)")
     add_device(parser)
     add_no_progress(parser)

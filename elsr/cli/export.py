@@ -6,11 +6,13 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from elsr.cli.numbers import count, number
 from elsr.cli.options import add_convert, add_device, add_overwrite, bundled_names, check_checkpoint, config_from_args
 from elsr.export.exporter import ExportConfig, export_model, parse_shape
 from elsr.export.formats import FORMATS
-from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES
+from elsr.export.onnx_fp32 import MAX_CHECK_IMAGES, OPSETS
 from elsr.export.tflite import TFLITE_IO
+from elsr.model.network import SCALES
 from elsr.pretrained import model_path
 from elsr.quant.qat import QATConfig
 
@@ -34,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "export) or the INT8 .onnx built from one (e.g. x4-int8, the bundled one)")
     parser.add_argument("--train", type=Path, help="with --int8 and no --qat-checkpoint: QAT training images or .h5")
     parser.add_argument("--val", type=Path, help="with --int8 and no --qat-checkpoint: QAT validation HR images")
-    parser.add_argument("--qat-epochs", type=int, help=f"QAT epochs (default: {QATConfig.epochs}, as elsr quantize)")
-    parser.add_argument("--qat-iters", type=int,
+    parser.add_argument("--qat-epochs", type=count, help=f"QAT epochs (default: {QATConfig.epochs}, as elsr quantize)")
+    parser.add_argument("--qat-iters", type=count,
                         help=f"QAT iterations per epoch (default: {QATConfig.iters_per_epoch}, as elsr quantize)")
     parser.add_argument("--fixed-shape", metavar="NxCxHxW",
                         help="fix the input shape (e.g. 1x3x180x320; NNAPI, CoreML and TFLite delegates want it); "
@@ -49,8 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--int8-io", action="store_const", const="int8", dest="io",
                     help="tflite, executorch: the same as --io int8 (bytes minus 128 in and out, what NPU delegates "
                          "take)")
-    parser.add_argument("--opset", type=int, help="ONNX opset of the FP32 graph (default: the exporter's)")
-    parser.add_argument("--scale", type=int, help="expected scale (must match the checkpoint)")
+    parser.add_argument("--opset", type=number(int, OPSETS.start, OPSETS.stop - 1),
+                        help="ONNX opset of the FP32 graph (default: the exporter's)")
+    parser.add_argument("--scale", type=number(int, min(SCALES), max(SCALES)),
+                        help="expected scale (must match the checkpoint)")
     parser.add_argument("--check-images", type=Path, metavar="DIR",
                         help=f"also check parity on up to {MAX_CHECK_IMAGES} of these images, as LR at their own size")
     parser.add_argument("--validate", type=Path, nargs="+", default=[], metavar="HR_DIR",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
 
-from elsr.cli.command import common_options, run_command, setup_logging
+from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
 from elsr.version import __version__
 
 
@@ -76,7 +76,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the ``selected`` subcommand's module is imported and its options added."""
-    parser = argparse.ArgumentParser(prog="elsr", description=__doc__)
+    parser = Parser(prog="elsr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"elsr {__version__}")
     common = common_options()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -92,7 +92,9 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     selected = next((a for a in argv if a in COMMANDS), None)
-    args = build_parser(selected).parse_args(argv)
+    args = parse_arguments(build_parser(selected), argv)
+    if isinstance(args, int):
+        return args
     setup_logging(args.quiet)
     return run_command(args.run, args)
 

@@ -6,8 +6,9 @@ import argparse
 import re
 from pathlib import Path
 
+from elsr.cli.numbers import count, number
 from elsr.cli.options import add_convert, add_overwrite, config_from_args, default
-from elsr.data.prepare import COMPRESSIONS, PrepareConfig, human_bytes, prepare
+from elsr.data.prepare import COMPRESSIONS, MAX_PATCH, PrepareConfig, human_bytes, prepare
 
 
 def _scale_list(text: str) -> list[int]:
@@ -26,13 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", nargs="+", type=_scale_list, default=[list(default(PrepareConfig, "scales"))],
                         help='upscaling factors, e.g. "2,4" or 2 4 (2, 3 or 4; the first one is linked as "lr"; '
                              f'default: {",".join(map(str, default(PrepareConfig, "scales")))})')
-    parser.add_argument("--patch-size", type=int, default=default(PrepareConfig, "patch_size"),
+    parser.add_argument("--patch-size", type=number(int, 1, MAX_PATCH), default=default(PrepareConfig, "patch_size"),
                         help="HR patch size in pixels (default %(default)s)")
-    parser.add_argument("--stride", type=int, default=default(PrepareConfig, "stride"),
+    parser.add_argument("--stride", type=count, default=default(PrepareConfig, "stride"),
                         help="HR step between patches (default %(default)s)")
     parser.add_argument("--reds-lr", type=Path, default=None,
                         help="official REDS x4 LR frames (train_sharp_bicubic/X4) used instead of our downscale")
-    parser.add_argument("--frame-step", type=int, default=default(PrepareConfig, "frame_step"),
+    parser.add_argument("--frame-step", type=count, default=default(PrepareConfig, "frame_step"),
                         help="use every n-th frame of video files (default %(default)s)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default=default(PrepareConfig, "compression"),
                         help="HDF5 compression (default %(default)s, fastest to read)")

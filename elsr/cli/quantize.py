@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elsr.cli.numbers import count, number
 from elsr.cli.options import (
     add_convert,
     add_device,
@@ -17,6 +18,7 @@ from elsr.cli.options import (
 from elsr.export.quantize_onnx import METHODS, QuantizeConfig, format_report, quantize
 from elsr.pretrained import model_path
 from elsr.quant.qat import QATConfig
+from elsr.train.schedule import MAX_LR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,21 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HR image folders to report on (default: --val)")
     parser.add_argument("--out", type=Path, help="INT8 ONNX model to write; beside it: NAME_ptq.onnx, NAME.qat.pt, "
                                                  "NAME.report.md/.json (default: elsr_x{scale}_int8.onnx here)")
-    parser.add_argument("--epochs", type=int, default=QATConfig.epochs, help="QAT epochs (default: %(default)s)")
-    parser.add_argument("--iters", type=int, default=QATConfig.iters_per_epoch,
+    parser.add_argument("--epochs", type=count, default=QATConfig.epochs, help="QAT epochs (default: %(default)s)")
+    parser.add_argument("--iters", type=count, default=QATConfig.iters_per_epoch,
                         help="QAT iterations per epoch (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=QATConfig.lr, help="QAT learning rate (default: %(default)s)")
-    parser.add_argument("--patch-size", type=int, default=QATConfig.patch_size,
+    parser.add_argument("--lr", type=number(float, above=0, high=MAX_LR), default=QATConfig.lr,
+                        help="QAT learning rate (default: %(default)s)")
+    parser.add_argument("--patch-size", type=count, default=QATConfig.patch_size,
                         help="LR patch size for QAT and PTQ calibration (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=QATConfig.batch_size,
+    parser.add_argument("--batch-size", type=count, default=QATConfig.batch_size,
                         help="QAT batch size (default: %(default)s)")
-    parser.add_argument("--distill", type=float, default=QATConfig.distill,
+    parser.add_argument("--distill", type=number(float), default=QATConfig.distill,
                         help="QAT loss weight (0-1) of the MSE to the FP32 model's output; the rest is the MSE to "
                              "the HR patch (default: %(default)s)")
-    parser.add_argument("--luma-weight", type=float, default=QATConfig.luma_weight,
+    parser.add_argument("--luma-weight", type=number(float), default=QATConfig.luma_weight,
                         help="share (0 to below 1) of the QAT loss on the BT.601 luma error, the channel PSNR-Y "
                              "scores; the rest on RGB keeps the colours (default: %(default)s)")
-    parser.add_argument("--ema", type=float, default=QATConfig.ema,
+    parser.add_argument("--ema", type=number(float), default=QATConfig.ema,
                         help="decay of a moving average of the QAT weights and ranges, validated each epoch "
                              "beside the raw ones, e.g. 0.999 (default: off)")
     parser.add_argument("--no-split", dest="split", action="store_false",

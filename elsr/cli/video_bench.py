@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 from elsr.benchmarks.video import AUDIO_CODECS, ClipConfig, MemoryConfig, compare_videos, make_clip, upscale_memory
-from elsr.cli.command import common_options, run_command, setup_logging
+from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
+from elsr.cli.numbers import count, number
 from elsr.cli.options import default
-from elsr.io.files import check_new_output, write_text
+from elsr.io.files import check_new_output, refuse_overwriting_inputs, write_text
+from elsr.io.video import MAX_FPS, MIN_FPS
 
 
 def _audio(text: str) -> str | None:
@@ -20,21 +22,23 @@ def _audio(text: str) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     doc = sys.modules["elsr.benchmarks.video"].__doc__
-    parser = argparse.ArgumentParser(prog="python -m elsr.benchmarks.video", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common_options()])
+    parser = Parser(prog="python -m elsr.benchmarks.video", description=doc,
+                    formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common_options()])
     sub = parser.add_subparsers(dest="what", required=True)
     clip = sub.add_parser("clip", help="a test video from a frame folder: H.264, a sine tone as AAC or Opus")
     memory = sub.add_parser("memory", help="peak memory of `elsr upscale` on clips of the frames looped N times")
     for p in (clip, memory):
         p.add_argument("--frames", type=Path, required=True, help="folder of frames (sorted by name)")
-        p.add_argument("--fps", type=float, default=default(ClipConfig, "fps"), help="frame rate (default %(default)s)")
+        p.add_argument("--fps", type=number(float, MIN_FPS, MAX_FPS), default=default(ClipConfig, "fps"),
+                       help="frame rate (default %(default)s)")
         p.add_argument("--audio", choices=[*AUDIO_CODECS, "none"], default=default(ClipConfig, "audio"),
                        help="audio track: a 440 Hz tone (default %(default)s)")
     clip.add_argument("--out", type=Path, required=True, help="the clip (.mp4, .mkv, .mov, .webm)")
-    clip.add_argument("--loops", type=int, default=default(ClipConfig, "loops"), help="the frames this many times over")
+    clip.add_argument("--loops", type=count, default=default(ClipConfig, "loops"),
+                      help="the frames this many times over")
     clip.add_argument("--subtitles", action="store_true", help="add a SubRip subtitle track, one cue a second")
     clip.add_argument("--overwrite", action="store_true", help="replace an existing clip")
-    memory.add_argument("--loops", type=int, nargs="+", default=default(MemoryConfig, "loops"),
+    memory.add_argument("--loops", type=count, nargs="+", default=default(MemoryConfig, "loops"),
                         help="clip lengths, in loops of the frames (default: 1 10)")
     memory.add_argument("--json", type=Path, help="also write the results here")
     check = sub.add_parser("check", help="what an upscaled video kept of its source: frames, times, copied streams")
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.what == "clip":
         check_new_output(args.out, args.overwrite)
+        refuse_overwriting_inputs([args.out], [args.frames])
         out = make_clip(ClipConfig(args.frames, args.out, args.fps, _audio(args.audio), args.subtitles, args.loops))
         print(f"wrote {out}")
         return 0
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_arguments(_parser(), sys.argv[1:] if argv is None else argv)
+    if isinstance(args, int):
+        return args
     setup_logging(args.quiet)
     return run_command(run, args)

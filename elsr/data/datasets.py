@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from elsr.data.bicubic import downscale
 from elsr.errors import ElsrError
 from elsr.io.images import list_images, mod_crop, read_image
+from elsr.io.kinds import HDF5_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-HDF5_SUFFIXES = (".h5", ".hdf5")
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -148,17 +148,40 @@ class FolderSource:
             yield convert(lrs), convert(hrs)
 
 
+def patch_dataset(handle: h5py.File, name: str, path: Path) -> h5py.Dataset:
+    """The uint8 patch dataset ``name`` of an HDF5 file, its data inside the file itself; one line otherwise (a
+    link or external storage would read another file, as ONNX external data outside its folder would)."""
+    fix = "rebuild it with 'elsr prepare'"
+    link = handle.get(name, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise ElsrError(f"HDF5 '{name}' is a link ({type(link).__name__}): elsr reads patches kept in the file "
+                        "itself", path=path, fix=fix)
+    dataset = handle[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise ElsrError(f"HDF5 '{name}' is a {type(dataset).__name__.lower()}, not a dataset of patches", path=path,
+                        fix=fix)
+    if dataset.external or dataset.is_virtual:
+        raise ElsrError(f"HDF5 '{name}' keeps its data outside the file (external or virtual storage): elsr reads "
+                        "patches kept in the file itself", path=path, fix=fix)
+    if dataset.dtype != np.uint8:
+        raise ElsrError(f"HDF5 '{name}' holds {dataset.dtype} values, not uint8 pixels", path=path, fix=fix)
+    return dataset
+
+
 def hdf5_lr_key(handle: h5py.File, scale: int, path: Path) -> str:
-    """Name of the LR dataset for ``scale`` in an HDF5 patch file, or a clear error."""
+    """Name of the LR dataset for ``scale`` in an HDF5 patch file (both it and 'hr' checked by
+    :func:`patch_dataset`), or a clear error."""
     if "hr" not in handle:
         raise ElsrError("HDF5 file has no 'hr' dataset", path=path, fix="build it with 'elsr prepare'")
+    hr = patch_dataset(handle, "hr", path)
     key = f"lr_x{scale}"
     if key in handle:
+        patch_dataset(handle, key, path)
         return key
     if "lr" not in handle:
         raise ElsrError(f"HDF5 file has no '{key}' or 'lr' dataset", path=path,
                         fix=f"build it with 'elsr prepare --scales {scale}'")
-    hr_side, lr_side = handle["hr"].shape[1], handle["lr"].shape[1]
+    hr_side, lr_side = hr.shape[1], patch_dataset(handle, "lr", path).shape[1]
     if lr_side * scale != hr_side:
         raise ElsrError(f"HDF5 'lr' patches are {lr_side}px for {hr_side}px 'hr': not x{scale}", path=path,
                         fix=f"prepare a file with --scales {scale}")

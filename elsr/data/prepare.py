@@ -31,8 +31,9 @@ from tqdm import tqdm
 
 from elsr.data.bicubic import downscale
 from elsr.errors import ElsrError
-from elsr.io.files import atomic_path
+from elsr.io.files import atomic_path, check_free_space, human_bytes, refuse_overwriting_inputs
 from elsr.io.images import IMAGE_SUFFIXES, mod_crop, read_image
+from elsr.io.kinds import HDF5_SUFFIXES
 from elsr.io.video import VIDEO_SUFFIXES, video_frames, video_info
 from elsr.version import __version__
 
@@ -41,8 +42,14 @@ log = logging.getLogger(__name__)
 ALLOWED_SCALES = (2, 3, 4)
 COMPRESSIONS = ("none", "gzip")
 REDS_SCALE = 4
+MAX_PATCH = 2048  # HR pixels: one such patch is 12 MB, and training cuts far smaller ones (48-64 px at x4)
 BATCH_PATCHES = 256  # at most this many patches buffered in memory before each append to the file
 BUFFER_BYTES = 64 * 2**20  # ... and at most this many bytes of them (HR plus every LR scale)
+# Room kept free on the disk beside each append, for what HDF5 writes when it closes the file (chunk index,
+# heaps, superblock: grows with the chunks, one per patch): HDF5 meeting a full disk leaves its library in a
+# state that can crash the process at exit, so the writer stops with one line before the disk is full.
+METADATA_ROOM = 4 * 2**20
+METADATA_SHARE = 0.02
 PROGRESS_LOG_S = 60.0  # without a terminal (batch jobs), a progress line with the ETA this often
 FORMAT_NAME = "elsr-patches"
 FORMAT_VERSION = 1
@@ -101,6 +108,8 @@ def _validate(cfg: PrepareConfig) -> PrepareConfig:
     if not scales or bad:
         raise ElsrError(f"unsupported scale(s) {bad or list(scales)}",
                         fix=f"use scales from {', '.join(map(str, ALLOWED_SCALES))}")
+    if cfg.patch_size > MAX_PATCH:
+        raise ElsrError(f"patch size {cfg.patch_size} is above {MAX_PATCH} pixels", fix="train on smaller patches")
     for name, value in (("patch size", cfg.patch_size), ("stride", cfg.stride)):
         if value <= 0:
             raise ElsrError(f"{name} must be positive, got {value}", fix=f"pass a positive {name}")
@@ -124,10 +133,16 @@ def _validate(cfg: PrepareConfig) -> PrepareConfig:
                    reds_lr=reds_lr)
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def _check_output(cfg: PrepareConfig) -> None:
+    """The HDF5 file to write: not a folder, not an input, a suffix training reads it by, new unless overwrite."""
+    out = cfg.out
     if out.is_dir():
         raise ElsrError("output is a folder", path=out, fix="give a file name such as train.h5")
-    if out.exists() and not overwrite:
+    refuse_overwriting_inputs([out], [*cfg.sources, cfg.reds_lr])
+    if out.suffix.lower() not in HDF5_SUFFIXES:
+        raise ElsrError(f"prepare writes HDF5 files, not {out.suffix or 'suffix-less'} ones", path=out,
+                        fix=f"name it {' or '.join('*' + s for s in HDF5_SUFFIXES)}, as elsr train reads it")
+    if out.exists() and not cfg.overwrite:
         raise ElsrError("output file already exists", path=out, fix="pass --overwrite")
 
 
@@ -245,7 +260,9 @@ class _PatchWriter:
     held is the buffer, whatever the number of frames.
     """
 
-    def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str):
+    def __init__(self, h5: h5py.File, patch: int, scales: tuple[int, ...], compression: str,
+                 path: Path | None = None):
+        self.path = path   # the file being written, whose disk must keep room (None: not checked)
         self.count = 0
         self.queued = 0
         self.scales = scales
@@ -278,15 +295,22 @@ class _PatchWriter:
         """Patches written plus patches queued."""
         return self.count + self.queued
 
+    def _check_room(self, adding: int) -> None:
+        if self.path is None:
+            return
+        needed = adding + METADATA_ROOM + int(METADATA_SHARE * (self.bytes_written + adding))
+        check_free_space(self.path, needed, f"appending {self.queued} patches to the {self.count} written")
+
     @property
     def bytes_written(self) -> int:
         return self.count * self.patch_bytes
 
     def flush(self) -> None:
-        """Append the queued patches to the file."""
+        """Append the queued patches to the file (after checking the disk has room for them)."""
         n = self.queued
         if not n:
             return
+        self._check_room(n * self.patch_bytes)
         for name, dataset in self.datasets.items():
             dataset.resize(self.count + n, axis=0)
             dataset[self.count:self.count + n] = self.buffers[name][:n]
@@ -311,15 +335,6 @@ def _write_attributes(h5: h5py.File, cfg: PrepareConfig, num_patches: int, num_i
     attrs["num_patches"] = num_patches
     attrs["num_images"] = num_images
     attrs["created_by"] = f"elsr prepare {__version__}"
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class _ProgressLog:
@@ -349,7 +364,7 @@ def _duration(seconds: float) -> str:
 
 def _fill(h5: h5py.File, cfg: PrepareConfig, inputs: list[_Input], pairs: dict[Path, Path] | None) -> _Stats:
     """Stream every frame's patches into ``h5``; returns the counts."""
-    writer = _PatchWriter(h5, cfg.patch_size, cfg.scales, cfg.compression)
+    writer = _PatchWriter(h5, cfg.patch_size, cfg.scales, cfg.compression, cfg.out)
     stats = _Stats()
     crop = math.lcm(*cfg.scales)
     total = _estimate_frames(inputs, cfg.frame_step)
@@ -380,7 +395,7 @@ def _fill(h5: h5py.File, cfg: PrepareConfig, inputs: list[_Input], pairs: dict[P
 def prepare(cfg: PrepareConfig) -> dict:
     """Build the patch file ``cfg.out``; returns num_patches, num_images, skipped and bytes."""
     cfg = _validate(cfg)
-    _check_output(cfg.out, cfg.overwrite)
+    _check_output(cfg)
     inputs = _gather(cfg.sources)
     pairs = _reds_pairs(inputs, cfg.reds_lr) if cfg.reds_lr else None
     with atomic_path(cfg.out) as tmp:

@@ -9,13 +9,14 @@ the file; the old file, if any, is untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from elsr.errors import ElsrError, from_os_error
+from elsr.errors import OS_FIXES, ElsrError, from_os_error
 
 TEMP_SUFFIX = ".tmp"
 
@@ -114,6 +115,33 @@ def remove_output(path: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def staged_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder to write files into (inside ``folder`` when it exists, else beside it); when the
+    block ends without an error they are moved into ``folder`` (made if needed, a file of the same name replaced),
+    else the temporary folder is removed: a run that fails half way leaves no new file and no old one replaced."""
+    folder = Path(folder)
+    home = folder if folder.is_dir() else writable_folder(folder.parent)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=home))
+    except OSError as exc:
+        raise from_os_error(exc, "cannot write here", home) from exc
+    try:
+        yield stage
+        _move_into(stage, folder)
+    except OSError as exc:
+        raise from_os_error(exc, "could not write file", folder) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_into(stage: Path, folder: Path) -> None:
+    """Every file under ``stage`` to the same place under ``folder``, each renamed atomically."""
+    for source in sorted(p for p in stage.rglob("*") if p.is_file()):
+        target = folder / source.relative_to(stage)
+        writable_folder(target.parent)
+        os.replace(source, target)
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
@@ -127,6 +155,34 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
 
 
+def human_bytes(n: float) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes (for this user) on the file system a new file at ``path`` would go to; None when unknown."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate if candidate.is_dir() else candidate.parent).free
+            except OSError:
+                return None
+    return None
+
+
+def check_free_space(path: str | Path, needed: int, what: str) -> None:
+    """Refuse, before any work, an output that needs more than the free space where it goes, naming both."""
+    free = free_bytes(path)
+    if free is not None and needed > free:
+        raise ElsrError(f"{what} needs at least about {human_bytes(needed)} on disk, and only {human_bytes(free)} "
+                        "are free there", path=path, fix=OS_FIXES[errno.ENOSPC])
+
+
 def check_new_output(path: str | Path, overwrite: bool, option: str = "--overwrite") -> Path:
     """Refuse an output path that exists unless ``overwrite``; refuse a folder in any case."""
     path = Path(path)
@@ -135,6 +191,54 @@ def check_new_output(path: str | Path, overwrite: bool, option: str = "--overwri
     if path.exists() and not overwrite:
         raise ElsrError("output exists", path=path, fix=f"pass {option} or choose another output path")
     return path
+
+
+def refuse_other_suffix(path: str | Path, suffix: str, what: str) -> None:
+    """Refuse, before any work, an output not named ``*{suffix}``; ``what`` says what is written there ("--json
+    writes a JSON file"): a report named .png would be JSON that no image viewer opens."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ElsrError(f"{what}, not a {path.suffix or 'suffix-less'} file", path=path,
+                        fix=f"name it *{suffix}")
+
+
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same file or folder: the same spelling once resolved, a link, a hard link."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except (OSError, RuntimeError):   # a loop of links, a path too long
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return folder.is_dir() and path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def refuse_overwriting_inputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path | None],
+                              read_folders: Iterable[str | Path | None] = (),
+                              read_suffixes: tuple[str, ...] | None = None) -> None:
+    """Before any work: refuse an output that is one of the ``inputs`` (by any name: a link, another spelling), so
+    an input is never overwritten, and one inside any of the ``read_folders`` (folders whose files the command
+    reads, searched recursively; only outputs named with one of ``read_suffixes``, when given), where it would be
+    read back as input or written over one."""
+    inputs = [Path(p) for p in inputs if p is not None]
+    folders = [Path(p) for p in read_folders if p is not None]
+    for output in map(Path, outputs):
+        for source in inputs:
+            if same_path(output, source):
+                raise ElsrError(f"output is the input{'' if output == source else f' {source}'}", path=output,
+                                fix="choose another output path: the input would be overwritten")
+        if read_suffixes is not None and output.suffix.lower() not in read_suffixes:
+            continue
+        for folder in folders:
+            if not same_path(output, folder) and _inside(output, folder):
+                where = "is one of the files read from" if output.is_file() else "is inside"
+                raise ElsrError(f"output {where} the input folder {folder}", path=output,
+                                fix="write it outside the input folder: an input would be overwritten or read back")
 
 
 def section_markers(name: str) -> tuple[str, str]:

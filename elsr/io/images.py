@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 CONVERT_HINT = "pass --convert to turn it into 8-bit RGB, or convert the file yourself"
 REEXPORT_HINT = "re-export or remove the file"
+MAX_DECODED_PIXELS = 2**30   # OpenCV's own limit on one decoded image (CV_IO_MAX_IMAGE_PIXELS): about 3 GB of RGB
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8"
 PNG_PALETTE = 3
@@ -201,15 +202,34 @@ def read_image(path: str | Path, convert: bool = False) -> np.ndarray:
     """
     path = Path(path)
     data, chunks = _read_checked(path)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ElsrError("cannot decode image (corrupt, truncated or not an image)", path=path, fix=REEXPORT_HINT)
     facts = _header_facts(data, chunks)  # the file's own description (OpenCV decodes grey+alpha as BGRA)
+    if facts:
+        check_decodable(facts[0], facts[1], path)
+    img = _decode(data, path)
     _check_kinds(path, facts[2] if facts else _describe(img), convert, converting=True)
     header = _png_header(data) if data.startswith(PNG_SIGNATURE) else None
     if header and header[3] == PNG_PALETTE and img.ndim == 3 and img.shape[2] == 3:
         log.warning("%s: palette image converted to RGB", path)
     return to_rgb8(img)
+
+
+def check_decodable(height: int, width: int, path: str | Path) -> None:
+    """Refuse, before decoding, an image whose header claims more pixels than one decoded image may have."""
+    if height * width > MAX_DECODED_PIXELS:
+        raise ElsrError(f"image is {width}x{height} pixels, more than the {MAX_DECODED_PIXELS:,} one decoded image "
+                        "may have", path=path, fix="crop or downscale it first")
+
+
+def _decode(data: bytes, path: Path) -> np.ndarray:
+    """OpenCV's decoding of ``data``; one line naming the file where OpenCV fails or refuses it."""
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:   # its own limits (size, allocation), asserted in C++
+        reason = " ".join(str(exc).split())[-160:]
+        raise ElsrError(f"cannot decode image ({reason})", path=path, fix=REEXPORT_HINT) from exc
+    if img is None:
+        raise ElsrError("cannot decode image (corrupt, truncated or not an image)", path=path, fix=REEXPORT_HINT)
+    return img
 
 
 def probe_image(path: str | Path, convert: bool = False) -> tuple[int, int]:

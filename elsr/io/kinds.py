@@ -25,6 +25,7 @@ KINDS = {
     "text": "a text file",
     "empty": "an empty file",
     "folder": "a folder",
+    "special": "a device, pipe or socket, not a regular file",
     "missing": "missing",
     "unknown": "a file of unknown kind",
 }
@@ -32,6 +33,7 @@ FLATBUFFER_IDS = {b"ORTM": "ort", b"TFL3": "tflite", b"ET12": "pte"}   # the ide
 MAGIC = {b"\x89HDF\r\n\x1a\n": "hdf5", b"\x89PNG\r\n\x1a\n": "image", b"\xff\xd8\xff": "image", b"BM": "image",
          b"RIFF": "image", b"II*\x00": "image", b"MM\x00*": "image"}
 ONNX_FIELD_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A}  # ModelProto fields after ir_version
+HDF5_SUFFIXES = (".h5", ".hdf5")  # what elsr prepare writes and elsr train reads as HDF5 patches
 RUN_FOLDER_MODEL = "model.pt"  # what a run folder of elsr train holds as its final model
 MLPACKAGE_MANIFEST = "Manifest.json"  # the file at the top of every Core ML model package (a folder)
 
@@ -68,7 +70,7 @@ def file_kind(path: str | Path) -> str:
     if path.is_dir():
         return "mlpackage" if (path / MLPACKAGE_MANIFEST).is_file() else "folder"
     if not path.is_file():
-        return "missing"
+        return "special" if path.exists() else "missing"   # never opened: a pipe would block, /dev/zero never end
     try:
         with open(path, "rb") as handle:
             head = handle.read(HEAD_BYTES)

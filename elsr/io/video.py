@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                   ".flv", ".wmv", ".3gp", ".ogv", ".y4m")
 DEFAULT_FPS = 30.0
+MIN_FPS, MAX_FPS = 0.01, 1000.0          # frame rates outside are a typo or broken timing (a frame per 100 s ...)
 PIXEL_FORMAT = "yuv420p"
 COPIED_KINDS = ("audio", "subtitle")      # streams remuxed packet for packet
 REENCODE_FIX = "re-encode it (e.g. to H.264 .mp4) or extract its frames to PNG"
@@ -86,6 +87,13 @@ CONTAINERS: dict[str, Container] = {c.suffix: c for c in (
     Container(".webm", "webm", "vp9"),
 )}
 WRITABLE = ", ".join(CONTAINERS)
+MAX_CRF = max(codec.max_crf for codec in CODECS.values())
+
+
+def ffmpeg_url(path: Path) -> str:
+    """A local file as FFmpeg must be told: with its file protocol named, so that a name such as ``pipe:1.mp4``
+    or ``concat:a|b.mp4`` is that file and never another protocol (a pipe, other files, the network)."""
+    return f"file:{path}"
 
 
 def is_video(path: Path) -> bool:
@@ -203,7 +211,7 @@ class VideoReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.container = av.open(str(self.path))
+            self.container = av.open(ffmpeg_url(self.path))
         except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise ElsrError(f"cannot open video (corrupt or unsupported format: {_problem(exc)})", path=self.path,
                             fix=REENCODE_FIX) from exc
@@ -237,7 +245,11 @@ class VideoReader:
     def _info(self, first: av.VideoFrame) -> VideoInfo:
         stream = self.stream
         rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else DEFAULT_FPS
+        fps = float(rate) if rate else 0.0
+        if not MIN_FPS <= fps <= MAX_FPS:
+            declared = f"a frame rate of {fps:g} fps, outside {MIN_FPS:g}..{MAX_FPS:g}" if fps else "no frame rate"
+            raise ElsrError(f"the video declares {declared}: its timing is missing or broken", path=self.path,
+                            fix=f"{REENCODE_FIX}, giving it a frame rate (ffmpeg -r)")
         duration = _declared_duration(stream)
         frames = stream.frames or (round(duration * fps) if duration else 0)
         matrix = first.side_data.get("DISPLAYMATRIX")
@@ -258,7 +270,7 @@ class VideoReader:
     def items(self, copy_streams: bool = True) -> Iterator[Frame | av.Packet]:
         """Every video frame as RGB (:class:`Frame`) and, with ``copy_streams``, the audio and subtitle packets
         between them, in file order; ElsrError if the stream breaks or ends early. Read once."""
-        index, end, step = 0, None, 1 / self.info.fps
+        index, end, step, last = 0, None, 1 / self.info.fps, None
         decoded, self._head = itertools.chain(self._head, self._decoded), []
         try:
             for item in decoded:
@@ -268,6 +280,8 @@ class VideoReader:
                     continue
                 frame = self._rgb(item, index)
                 if frame.pts is not None:
+                    self._check_advances(frame, last)
+                    last = frame.pts
                     end = float((frame.pts + frame.duration) * self.info.time_base)
                     step = float(frame.duration * self.info.time_base) or step
                 index += 1
@@ -275,10 +289,26 @@ class VideoReader:
         except av.FFmpegError as exc:
             raise ElsrError(f"video stream broken after frame {index}: {_problem(exc)}", path=self.path,
                             fix=REENCODE_FIX) from exc
+        self._check_complete(index, end, step)
+
+    def _check_advances(self, frame: Frame, last: int | None) -> None:
+        """Frames in display order have rising timestamps; one that does not rise would be shown at once with its
+        predecessor (or before it)."""
+        if last is not None and frame.pts <= last:
+            raise ElsrError(f"frame {frame.index}'s timestamp ({float(frame.pts * self.info.time_base):.3f} s) does "
+                            f"not come after frame {frame.index - 1}'s: the video's timing is broken", path=self.path,
+                            fix=f"{REENCODE_FIX}, giving it a frame rate (ffmpeg -r)")
+
+    def _check_complete(self, frames: int, end: float | None, step: float) -> None:
+        """The stream gave the frames and the duration its file declares, give or take TRUNCATION_FRAMES."""
         declared = self.info.duration_s
         if declared and end is not None and end < declared - TRUNCATION_FRAMES * step:
             raise ElsrError(f"video stream ends early: frames up to {end:.2f} s of the {declared:.2f} s the file "
                             "declares (truncated or damaged)", path=self.path, fix=REENCODE_FIX)
+        counted = self.stream.frames   # the container's own count (MP4, MOV), not an estimate
+        if counted and frames < counted - TRUNCATION_FRAMES:
+            raise ElsrError(f"video stream ends early: {frames} of the {counted} frames the file declares "
+                            "(truncated or damaged)", path=self.path, fix=REENCODE_FIX)
 
     def frames(self) -> Iterator[Frame]:
         """Every video frame as RGB, in display order."""
@@ -429,7 +459,7 @@ def video_writer(path: Path, spec: OutputVideo, settings: EncodeSettings = Encod
         raise ElsrError(f"the output frame is {spec.width}x{spec.height}: {PIXEL_FORMAT} needs even sides",
                         path=path, fix="crop the input to an even size")
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format=encoding.container.format) as container:
+        with av.open(ffmpeg_url(tmp), "w", format=encoding.container.format) as container:
             writer = VideoWriter(container, encoding, spec, path)
             yield writer
             writer.finish()

@@ -19,6 +19,7 @@ from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
 from elsr.io.kinds import refuse_wrong_kind
 from elsr.model.network import ELSR, ModelConfig, load_weights
+from elsr.model.weights import refuse_non_finite, refuse_non_real
 from elsr.pretrained import model_path
 
 FORMAT = "elsr-checkpoint"
@@ -96,7 +97,7 @@ def _tensors(value) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file safely and check it is one of ours (weights and a known architecture).
+    """Load a checkpoint file safely and check it is one of ours (weights, all finite, and a known architecture).
 
     A bare ELSR state dict is accepted too; its architecture is inferred from the shapes.
     """
@@ -106,10 +107,14 @@ def read_checkpoint(path: str | Path) -> dict:
             raise ElsrError("ELSR checkpoint without weights or architecture (damaged)", path=path,
                             fix="re-create it with 'elsr train'")
         arch_config(data, path)
-        return data
-    if _tensors(data):
-        return {"format": FORMAT, "version": VERSION, "arch": infer_arch(data, path), "model": data, "meta": {}}
-    raise ElsrError("not an ELSR checkpoint", path=path, fix="pass a model.pt written by 'elsr train'")
+    elif _tensors(data):
+        data = {"format": FORMAT, "version": VERSION, "arch": infer_arch(data, path), "model": data, "meta": {}}
+    else:
+        raise ElsrError("not an ELSR checkpoint", path=path, fix="pass a model.pt written by 'elsr train'")
+    training = data.get("train_model") if _tensors(data.get("train_model")) else {}   # a run state's own weights
+    refuse_non_real([*data["model"].items(), *training.items()], path)
+    refuse_non_finite([*data["model"].items(), *training.items()], path)
+    return data
 
 
 def arch_config(ckpt: dict, path: str | Path) -> ModelConfig:

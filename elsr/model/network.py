@@ -36,10 +36,10 @@ class ModelConfig:
     prelu: str = "shared"  # one slope for all channels (== LeakyRelu), or one per channel
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
+        if not isinstance(self.scale, int) or self.scale not in SCALES:
             raise ElsrError(f"unsupported scale x{self.scale}", fix=f"use one of {SCALES}")
-        if self.channels < 1:
-            raise ElsrError(f"channels must be positive, got {self.channels}")
+        if not isinstance(self.channels, int) or not 1 <= self.channels <= MAX_CHANNELS:
+            raise ElsrError(f"channels must be an integer from 1 to {MAX_CHANNELS}, got {self.channels!r}")
         if self.prelu not in PRELU_MODES:
             raise ElsrError(f"unknown prelu mode {self.prelu!r}", fix=f"use one of {PRELU_MODES}")
 

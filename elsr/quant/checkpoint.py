@@ -8,8 +8,9 @@ import torch
 
 from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
-from elsr.model.checkpoint import load_safely
-from elsr.model.network import ELSR, ModelConfig
+from elsr.model.checkpoint import arch_config, load_safely
+from elsr.model.network import ELSR
+from elsr.model.weights import refuse_non_finite
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.qat import selected_metrics
 
@@ -33,11 +34,21 @@ def read_qat_checkpoint(path) -> tuple[QuantELSR, dict]:
     ckpt = load_safely(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != QAT_FORMAT:
         raise ElsrError("not a QAT checkpoint", path=path, fix="pass the .qat.pt written by 'elsr quantize'")
-    qmodel = QuantELSR(ELSR(ModelConfig.from_dict(ckpt["arch"])), split=ckpt.get("split") is True)
+    if not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("arch"), dict):
+        raise ElsrError("QAT checkpoint without weights or architecture (damaged)", path=path,
+                        fix="run 'elsr quantize' again")
+    refuse_non_finite(ckpt["model"].items(), path)
+    split = ckpt.get("split") is True
+    qmodel = QuantELSR(ELSR(arch_config(ckpt, path)), split=split)
     state = {**qmodel.state_dict(), **ckpt["model"]}  # checkpoints from before learned ranges lack their keys
-    if set(state) != set(qmodel.state_dict()):
+    misfit = set(state) != set(qmodel.state_dict())
+    if not misfit:
+        try:
+            qmodel.load_state_dict(state)
+        except (RuntimeError, TypeError, ValueError):  # a tensor of the wrong shape, or not a tensor
+            misfit = True
+    if misfit:
         raise ElsrError("QAT checkpoint does not fit this ELSR model", path=path, fix="run 'elsr quantize' again")
-    qmodel.load_state_dict(state)
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     return qmodel.eval(), meta
 

@@ -19,7 +19,7 @@ from elsr.quant.equalize import equalize_channels
 from elsr.quant.fake_quant import QuantELSR
 from elsr.train.loop import run_epoch, validate
 from elsr.train.losses import loss_function
-from elsr.train.schedule import cosine_lr
+from elsr.train.schedule import MAX_LR, cosine_lr
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class QATConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("lr", "range_lr"):
+            if not 0 < getattr(self, name) <= MAX_LR:
+                raise ElsrError(f"QAT {name} must be above 0 and at most {MAX_LR:g}, got {getattr(self, name)}",
+                                fix=f"the default is {getattr(QATConfig, name):g}")
         if problem := luma_weight_problem(self.luma_weight):
             raise ElsrError(f"luma weight {problem}", fix="0 scores the RGB error only, 0.95 mostly luma")
         if not 0.0 <= self.ema < 1.0:

@@ -74,11 +74,23 @@ class Upscaler:
         """HWC uint8 RGB in, HWC uint8 RGB ``scale`` times larger out (fixed-shape models in windows, images
         beyond a dynamic model's bound in tiles)."""
         if self.fixed_size is not None:
-            return fixed_size_tiles(self.upscale_frame, lr, self.fixed_size, self.scale)
+            return fixed_size_tiles(self.checked_frame, lr, self.fixed_size, self.scale)
         if self.max_size is not None and (lr.shape[0] > self.max_size[0] or lr.shape[1] > self.max_size[1]):
             tile = min(self.max_size) - 2 * TILE_OVERLAP
-            return upscale_tiled(self.upscale_frame, lr, self.scale, tile, TILE_OVERLAP)
-        return self.upscale_frame(lr)
+            return upscale_tiled(self.checked_frame, lr, self.scale, tile, TILE_OVERLAP)
+        return self.checked_frame(lr)
+
+    def checked_frame(self, lr: np.ndarray) -> np.ndarray:
+        """:meth:`upscale_frame`, refused in one line when the output is not ``scale`` times the input (a model
+        whose metadata lies about its scale) rather than failing in whatever uses the pixels."""
+        sr = self.upscale_frame(lr)
+        want = (lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3)
+        if sr.shape != want:
+            raise ElsrError(f"the model turned a {lr.shape[1]}x{lr.shape[0]} image into "
+                            f"{'x'.join(map(str, sr.shape[1::-1]))} pixels, not the {want[1]}x{want[0]} of its "
+                            f"x{self.scale} scale", path=self.path,
+                            fix="its 'scale' metadata or its graph is wrong: re-export it with 'elsr export'")
+        return sr
 
     @contextlib.contextmanager
     def active(self) -> Iterator["Upscaler"]:

@@ -1,7 +1,9 @@
 """One loader per model-file suffix: the table every command, export check and benchmark row loads through.
 
 A new runtime is one row here; the export format table and the benchmark backends take their suffix
-lists from it.
+lists from it. Its loader reads an untrusted file: it refuses, in one line naming the file, what is not its
+kind (elsr.io.kinds), what it cannot parse, what is not an image model, and weights that are not finite
+(elsr.model.weights.refuse_non_finite) before its runtime runs anything.
 """
 
 from __future__ import annotations

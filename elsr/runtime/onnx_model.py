@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from elsr.errors import ElsrError
+from elsr.io.kinds import file_kind
 from elsr.model.devices import DEVICES
 from elsr.runtime.base import ModelInfo, Upscaler, check_scale, info_from_metadata, probe_scale
 from elsr.runtime.contract import positive_int
+from elsr.runtime.onnx_files import REEXPORT, check_ort_file, read_onnx
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -18,7 +20,6 @@ if TYPE_CHECKING:
 ONNX_SUFFIXES = (".onnx", ".ort")   # an ORT-format file runs in the same onnxruntime session
 QUANT_OPS = {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
-REEXPORT = "re-export it with 'elsr export'"
 
 
 def onnx_providers(device: str) -> list[str]:
@@ -66,6 +67,10 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int = 0) -> ort
     if not path.is_file():
         raise ElsrError("no such model file", path=path, fix="check the path")
     providers = onnx_providers(device)
+    if file_kind(path) == "ort":   # read before onnxruntime runs it: external data, finite weights
+        check_ort_file(path)
+    else:
+        read_onnx(path)
     try:
         session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime's error types derive from Exception directly

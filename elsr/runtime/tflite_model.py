@@ -15,6 +15,7 @@ import numpy as np
 
 from elsr.errors import ElsrError
 from elsr.model.inference import array_to_image, image_to_array
+from elsr.model.weights import refuse_non_finite
 from elsr.runtime.base import ModelInfo, Upscaler, check_scale, info_from_metadata, probe_scale
 from elsr.runtime.contract import TFLITE_METADATA_KEY, positive_int
 
@@ -23,6 +24,7 @@ LITERT_PACKAGE = "ai_edge_litert"       # the module the tflite extra installs
 EXTRA_HINT = "pip install 'elsr[tflite]'"
 FILE_IDENTIFIER = b"TFL3"
 REEXPORT = "re-export it with 'elsr export --format tflite'"
+FLOAT_TYPES = {0: np.float32, 1: np.float16, 10: np.float64}   # schema TensorType FLOAT32, FLOAT16, FLOAT64
 
 
 def litert_available() -> bool:
@@ -69,6 +71,46 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {}
 
 
+def _buffer_bytes(model, data: bytes, index: int) -> bytes:
+    """The bytes of buffer ``index``: inside the flatbuffer, or (models over 2 GB) at an offset after it."""
+    buffer = model.Buffers(index)
+    if buffer.Offset() > 1:
+        start, end = buffer.Offset(), buffer.Offset() + buffer.Size()
+        if end > len(data):
+            raise ValueError(f"buffer {index} ends at byte {end}, after the file's end")
+        return data[start:end]
+    return b"" if buffer.DataIsNone() else buffer.DataAsNumpy().tobytes()
+
+
+def _weights(model, data: bytes):
+    """(name, values) of every float constant tensor and every quantization scale of every subgraph."""
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            name = (tensor.Name() or b"").decode("utf-8", "replace")
+            quantization = tensor.Quantization()
+            if quantization is not None and not quantization.ScaleIsNone():
+                yield f"{name} (quantization scale)", quantization.ScaleAsNumpy()
+            dtype = FLOAT_TYPES.get(tensor.Type())
+            if dtype is not None and tensor.Buffer() > 0:
+                raw = _buffer_bytes(model, data, tensor.Buffer())
+                if raw:
+                    yield name, np.frombuffer(raw, dtype)
+
+
+def check_weights(path: str | Path) -> None:
+    """Refuse a .tflite file whose constant float tensors or quantization scales are not finite (read before the
+    interpreter runs it)."""
+    data = Path(path).read_bytes()
+    try:
+        named = list(_weights(schema().Model.GetRootAs(data, 0), data))
+    except Exception as exc:  # noqa: BLE001 - flatbuffers raises struct/Type/Index errors on a damaged file
+        raise ElsrError(f"damaged TFLite model ({type(exc).__name__} while reading its tensors)", path=path,
+                        fix=REEXPORT) from exc
+    refuse_non_finite(named, path)
+
+
 class TfliteModel:
     """A .tflite image model in the LiteRT interpreter: NCHW float in, NCHW float out, any size.
 
@@ -81,6 +123,7 @@ class TfliteModel:
         if not self.path.is_file():
             raise ElsrError("no such model file", path=self.path, fix="check the path")
         self.metadata = read_metadata(self.path)
+        check_weights(self.path)
         try:
             self.interpreter = interpreter_class()(model_path=str(self.path), num_threads=threads or None)
         except (ValueError, RuntimeError) as exc:

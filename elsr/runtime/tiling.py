@@ -12,16 +12,46 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from elsr.errors import ElsrError
+from elsr.io.files import human_bytes
+from elsr.model.devices import available_memory
 from elsr.model.network import RECEPTIVE_RADIUS
 
 BYTES_PER_LR_PIXEL = 1024  # peak memory of one x4 forward pass per LR pixel (measured: 640-1012 B, PyTorch and onnxruntime)
 RUNTIME_MB = 512  # Python, PyTorch and onnxruntime (about 265 MB), the decoded input, allocator slack
+MIN_TILE = 16     # LR tile side: a smaller tile spends most of its time on its context (--tile 0: never tile)
+
+
+MIN_IMAGE_MB = 64  # what a budget leaves an image at least, however small it is
+
+
+def image_budget(max_memory_mb: float) -> float:
+    """Bytes of ``max_memory_mb`` left for an image's own data once the runtime has its share."""
+    return max(float(MIN_IMAGE_MB), max_memory_mb - RUNTIME_MB) * 2**20
+
+
+def tile_bytes(tile: int, height: int, width: int, scale: int = 4, bands: int = 1) -> int:
+    """Peak bytes of tiling a ``height`` x ``width`` LR image in tiles of ``tile`` (0: one pass over the whole
+    image): one tile's forward pass plus ``bands`` output row bands of that tile's height."""
+    rows, columns = (height, width) if tile <= 0 else (min(tile, height), min(tile, width))
+    return BYTES_PER_LR_PIXEL * rows * columns + bands * rows * width * scale * scale * 3
+
+
+def check_forward_fits(batch: int, height: int, width: int, what: str) -> None:
+    """Refuse, before any work, one untiled forward pass of ``batch`` LR images of ``height`` x ``width`` that needs
+    more memory than is available (``what`` names the option that asked for it), naming both figures."""
+    need = BYTES_PER_LR_PIXEL * batch * height * width
+    free = available_memory()
+    if free is not None and need > free:
+        raise ElsrError(f"{what}: one forward pass of {batch}x{height}x{width} LR pixels needs about "
+                        f"{human_bytes(need)} of memory, and {human_bytes(free)} are available",
+                        fix="choose a smaller size")
 
 
 def auto_tile(max_memory_mb: float, width: int = 0, scale: int = 4, bands: int = 1) -> int:
     """LR tile side that keeps the process within ``max_memory_mb``: one tile's forward pass plus
     ``bands`` output row bands (each ``tile * scale`` rows of a ``width`` LR pixels wide image)."""
-    budget = max(64.0, max_memory_mb - RUNTIME_MB) * 2**20
+    budget = image_budget(max_memory_mb)
     band_per_row = bands * width * scale * scale * 3  # bytes of output per LR row of a band
     # largest t with t^2 * BYTES_PER_LR_PIXEL + t * band_per_row <= budget
     a, b = BYTES_PER_LR_PIXEL, band_per_row

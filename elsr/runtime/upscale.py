@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from elsr.data import bicubic
 from elsr.errors import ElsrError
+from elsr.io.files import check_free_space, human_bytes, refuse_overwriting_inputs, staged_folder
 from elsr.io.images import IMAGE_SUFFIXES, check_min_size, list_images, probe_image, read_image, write_image
 from elsr.io.pngstream import png_writer
 from elsr.io.video import (CONTAINERS, DEFAULT_FPS, WRITABLE, EncodeSettings, Frame, OutputVideo,
@@ -36,12 +37,17 @@ from elsr.pretrained import VIDEO_MODELS, bundled_name, pretrained
 from elsr.runtime.base import Upscaler, require_upscaling
 from elsr.runtime.loaders import fastest_bundled, load_upscaler, runtime_for
 from elsr.runtime.pipeline import DEFAULT_DEPTH, PipelineStats, run_pipeline
-from elsr.runtime.tiling import auto_tile, upscale_bands
+from elsr.runtime.tiling import RUNTIME_MB, auto_tile, image_budget, tile_bytes, upscale_bands
 
 log = logging.getLogger(__name__)
 
 TOO_SMALL_FIX = f"upscale images of at least {MIN_LR_SIDE}x{MIN_LR_SIDE} pixels; enlarge it with bicubic first"
 STAGES = ("decode", "super-resolve", "encode")
+IN_FLIGHT = 2 * DEFAULT_DEPTH + 3   # frames a run holds at most: two full queues, and one in each of the three stages
+# The least room an output takes on disk, as a share of its raw RGB bytes (stronger compression is rare for photos
+# and frames; BMP and PPM are raw): what is refused before any work when the disk has less free.
+LEAST_SHARE = {".png": 1 / 10, ".tif": 1 / 10, ".tiff": 1 / 10, ".jpg": 1 / 50, ".jpeg": 1 / 50, ".webp": 1 / 50}
+VIDEO_LEAST_BITS = 0.01             # bits per output pixel of the smallest video we write (H.264 CRF 23: ~0.05)
 
 
 @dataclass
@@ -71,6 +77,9 @@ class Source:
     height: int
     names: list[str] | None = None       # output names of an image folder's frames; None: 00000000.png, ...
     video: VideoReader | None = None
+    paths: list[Path] = field(default_factory=list)   # the image files read (none for a video)
+    pixels: int = 0                      # LR pixels of all frames together (0: unknown)
+    largest: Path | None = None          # the image with the most pixels (of size ``width`` x ``height``)
 
     def name(self, index: int) -> str:
         return self.names[index] if self.names is not None else f"{index:08d}.png"
@@ -104,7 +113,8 @@ def open_source(path: Path, convert: bool = False, copy_streams: bool = True, sa
             reader.close()
             raise
         count = min(info.frames, limit) if limit and info.frames else limit or info.frames
-        return Source(_first_frames(reader.items(copy_streams), limit), count, info.width, info.height, video=reader)
+        return Source(_first_frames(reader.items(copy_streams), limit), count, info.width, info.height, video=reader,
+                      pixels=count * info.width * info.height, largest=path)
     files = list_images(path)[:limit or None]
     sizes = [probe_image(f, convert) for f in files]
     for file, size in zip(files, sizes):
@@ -115,7 +125,9 @@ def open_source(path: Path, convert: bool = False, copy_streams: bool = True, sa
     root = path if path.is_dir() else path.parent
     names = [f.relative_to(root).with_suffix(".png").as_posix() for f in files]
     frames = (Frame(index, read_image(f, convert)) for index, f in enumerate(files))
-    return Source(frames, len(files), sizes[0][1], sizes[0][0], names)
+    largest = max(range(len(files)), key=lambda i: sizes[i][0] * sizes[i][1])
+    return Source(frames, len(files), sizes[largest][1], sizes[largest][0], names, paths=files,
+                  pixels=sum(height * width for height, width in sizes), largest=files[largest])
 
 
 def output_kind(input_path: Path, output: Path) -> str:
@@ -167,15 +179,21 @@ class Renderer:
     def __init__(self, upscaler: Upscaler, compare: bool = False, tile: int = -1, max_memory_mb: float = 1024) -> None:
         self.scale = require_upscaling(upscaler)
         self.upscaler, self.compare, self.tile, self.max_memory_mb = upscaler, compare, tile, max_memory_mb
+        self.reserved = 0   # bytes of the budget the frames themselves hold (check_memory), not for tiles
         self._lock = threading.Lock()
 
     def _model(self, lr: np.ndarray) -> np.ndarray:
         with self._lock:
             return self.upscaler(lr)
 
+    def tile_for_width(self, width: int) -> int:
+        """The LR tile side for frames ``width`` pixels wide: --tile, else the largest the budget allows."""
+        if self.tile >= 0:
+            return self.tile
+        return auto_tile(self.max_memory_mb - self.reserved / 2**20, width, self.scale, 1 + self.compare)
+
     def tile_for(self, lr: np.ndarray) -> int:
-        return self.tile if self.tile >= 0 else auto_tile(self.max_memory_mb, lr.shape[1], self.scale,
-                                                          1 + self.compare)
+        return self.tile_for_width(lr.shape[1])
 
     def tiled(self, lr: np.ndarray) -> bool:
         return 0 < self.tile_for(lr) < max(lr.shape[:2])
@@ -295,17 +313,75 @@ def default_model(video_job: bool) -> Path:
 
 
 def check_paths(cfg: UpscaleConfig) -> str:
-    """The output kind; ElsrError for a missing input, an output that is the input, one that exists."""
+    """The output kind; ElsrError for a missing input, an output that is the input (by any name) or inside an input
+    folder (images there are read back), one that exists."""
     if not cfg.input.exists():
         raise ElsrError("no such file or folder", path=cfg.input, fix="check --input")
-    if cfg.output.resolve() == cfg.input.resolve() or (cfg.output.exists() and cfg.output.samefile(cfg.input)):
-        raise ElsrError("output is the input", path=cfg.output, fix="choose another --output")
+    refuse_overwriting_inputs([cfg.output], [cfg.input, cfg.model])
     kind = output_kind(cfg.input, cfg.output)
+    if kind != "video":
+        refuse_overwriting_inputs([cfg.output], [], [cfg.input])
     taken = cfg.output.exists() and (kind != "folder" or any(cfg.output.iterdir()))
     if taken and not cfg.overwrite:
         raise ElsrError("output exists" if kind != "folder" else "output folder is not empty", path=cfg.output,
                         fix="pass --overwrite or choose another --output")
     return kind
+
+
+def held_bytes(source: Source, renderer: Renderer, kind: str, suffix: str) -> int:
+    """Bytes the frames of a run hold at once besides the tiles' work, for the largest frame: an image's file and
+    its decoding for each image read ahead (and a non-PNG output assembled whole); a video's decoded frames and
+    yuv420p outputs in the queues, and one output frame assembled whole."""
+    lr = source.width * source.height * 3
+    width, height = renderer.size(source.width, source.height)
+    sr = width * height * 3
+    if kind == "video":
+        return IN_FLIGHT * (lr + sr // 2) + 2 * sr
+    ahead = min(source.count or IN_FLIGHT, IN_FLIGHT)
+    file = source.largest.stat().st_size if source.largest and not source.video else 0   # read whole, then decoded
+    return ahead * (file + lr) + (2 * sr if kind == "image" and suffix not in ("", ".png") else 0)
+
+
+def check_memory(cfg: UpscaleConfig, source: Source, renderer: Renderer, kind: str) -> None:
+    """Refuse, before any work, a frame that cannot be upscaled within --max-memory (decoded, held whole where it
+    is, and the smallest tiles), naming what it needs and what the budget allows; else reserve what it holds."""
+    suffix = cfg.output.suffix.lower()
+    held = held_bytes(source, renderer, kind, suffix)
+    renderer.reserved = held
+    tile = renderer.tile_for_width(source.width)
+    need = held + tile_bytes(tile, source.height, source.width, renderer.scale, 1 + renderer.compare)
+    budget = image_budget(cfg.max_memory_mb)
+    if need <= budget:
+        return
+    fixes = ["raise --max-memory", *(["leave --tile out to tile by the budget"] if cfg.tile >= 0 else []),
+             *(["write .png (written band by band)"] if kind == "image" and suffix not in ("", ".png") else []),
+             "or downscale the input"]
+    raise ElsrError(f"a {source.width}x{source.height} frame needs about {human_bytes(need)} to upscale x"
+                    f"{renderer.scale}{' with --tile ' + str(cfg.tile) if cfg.tile >= 0 else ''}, more than the "
+                    f"{human_bytes(budget)} that --max-memory {cfg.max_memory_mb:g} MB leaves beside the runtime's "
+                    f"{RUNTIME_MB} MB", path=source.largest or cfg.input, fix=", ".join(fixes))
+
+
+def check_disk(cfg: UpscaleConfig, source: Source, renderer: Renderer, kind: str) -> None:
+    """Refuse, before any work, outputs that cannot fit the free disk space even compressed as well as they ever
+    are (LEAST_SHARE, VIDEO_LEAST_BITS), naming both figures."""
+    raw = source.pixels * renderer.scale ** 2 * 3 * (1 + renderer.compare)
+    if kind == "video":
+        least = raw / 3 * VIDEO_LEAST_BITS / 8
+    else:
+        least = raw * LEAST_SHARE.get(cfg.output.suffix.lower() if kind == "image" else ".png", 1.0)
+    what = f"the x{renderer.scale} {'video' if kind == 'video' else 'output'} of {source.pixels:,} LR pixels"
+    check_free_space(cfg.output, int(least), what)
+
+
+def check_targets(cfg: UpscaleConfig, source: Source) -> None:
+    """No frame written into an output folder lands on an input image (an input folder inside the output one)."""
+    inputs = {path.resolve() for path in source.paths}
+    for index in range(source.count if inputs else 0):
+        target = cfg.output / source.name(index)
+        if target.resolve() in inputs:
+            raise ElsrError(f"frame {index} would be written over the input image {target}", path=cfg.output,
+                            fix="choose an output folder that holds none of the input images")
 
 
 def upscale_files(cfg: UpscaleConfig) -> Written:
@@ -314,10 +390,14 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
     if kind == "video":
         cfg.encode.resolve(cfg.output)  # a codec the container cannot hold: refused before any work
     files: list[Path] = []
+    written_to = cfg.output   # frames into a folder: a temporary one, moved into place when all are written
 
     def target(index: int) -> Path:
-        files.append(cfg.output if kind == "image" else cfg.output / source.name(index))
-        return files[-1]
+        if kind == "image":
+            files.append(cfg.output)
+            return cfg.output
+        files.append(cfg.output / source.name(index))
+        return written_to / source.name(index)
 
     with contextlib.ExitStack() as stack:
         video_job = kind == "video" or is_video(cfg.input)
@@ -329,6 +409,10 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
         renderer = Renderer(upscaler, cfg.compare, cfg.tile, cfg.max_memory_mb)
         source = open_source(cfg.input, cfg.convert, copy_streams=kind == "video", same_size=kind == "video")
         stack.callback(source.close)
+        if kind == "folder":
+            check_targets(cfg, source)
+        check_memory(cfg, source, renderer, kind)
+        check_disk(cfg, source, renderer, kind)
         log.info("upscale: %s with %s", cfg.input, model_line)
         bar = stack.enter_context(tqdm(total=source.count or None, desc="upscale", unit="frame", dynamic_ncols=True,
                                        disable=None if cfg.progress and source.count != 1 else True))
@@ -339,6 +423,8 @@ def upscale_files(cfg: UpscaleConfig) -> Written:
             done[0] += 1
             bar.update()
 
+        if kind == "folder":
+            written_to = stack.enter_context(staged_folder(cfg.output))
         started = time.perf_counter()
         if kind == "video":
             stats = upscale_video(source, renderer, cfg.output, cfg.encode, cfg.fps, progress)

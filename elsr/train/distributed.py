@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import inspect
 import logging
 import os
@@ -143,6 +144,10 @@ def session(ctx: Context, device: torch.device) -> Iterator[Context]:
              ctx.world_size, backend, ctx.rank, ctx.timeout_s)
     try:
         yield ctx
+        # DistributedDataParallel wrappers live in reference cycles (their hooks refer back to them): freed
+        # by the cyclic collector at some later time, which can be the interpreter's own teardown, with
+        # their reducers' buckets and work handles, after the group is gone. Free them now, while it works.
+        gc.collect()
         # All ranks tear down together: a rank that destroyed its group while another was still
         # finishing (rank 0 writes and evaluates the final model) could abort in gloo's teardown.
         barrier(ctx)

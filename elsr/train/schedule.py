@@ -5,21 +5,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from elsr.data.metrics import luma_weight_problem
 from elsr.errors import ElsrError
-from elsr.model.network import PRELU_MODES, SCALES
+from elsr.io.safe_yaml import load_yaml
+from elsr.model.network import MAX_CHANNELS, PRELU_MODES, SCALES
 from elsr.train.losses import LOSSES
 
 BUILTIN_DIR = Path(__file__).parent / "schedules"
 SCHEDULERS = ("constant", "step", "multistep", "cosine")
 INITS = ("scratch", "previous", "transfer")
+MAX_LR = 1.0   # a learning rate above 1 moves Adam's steps beyond the size of ELSR's weights: it only diverges
 STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # stage names become folder names (stage1_<name>)
 
 
@@ -101,7 +102,8 @@ def _check_type(value, annotation, where: str, source: str):
         return value
     if annotation is type(None) and value is None:
         return None
-    raise ElsrError(f"{where} must be {getattr(annotation, '__name__', annotation)}, got {value!r}", path=source)
+    raise ElsrError(f"{where} must be {getattr(annotation, '__name__', annotation)}, got {reprlib.repr(value)}",
+                    path=source)
 
 
 def _build(cls, data, where: str, source: str):
@@ -132,8 +134,8 @@ def _validate(schedule: Schedule, source: str) -> None:
         raise bad("seed", f"must be 0 or positive, got {schedule.seed}")
     if schedule.prelu not in PRELU_MODES:
         raise bad("prelu", f"must be one of {PRELU_MODES}")
-    if schedule.channels < 1:
-        raise bad("channels", "must be positive")
+    if not 1 <= schedule.channels <= MAX_CHANNELS:
+        raise bad("channels", f"must be from 1 to {MAX_CHANNELS}, got {schedule.channels}")
     names = [s.name for s in schedule.stages]
     if len(set(names)) != len(names):
         raise bad("stages", "stage names must be unique")
@@ -150,18 +152,18 @@ def _validate(schedule: Schedule, source: str) -> None:
             raise bad(where, "iters_per_epoch must be 0 (one pass) or positive")
         if stage.loss not in LOSSES:
             raise bad(where, f"loss must be one of {LOSSES}, got {stage.loss!r}")
-        if not (stage.lr > 0 and math.isfinite(stage.lr)):
-            raise bad(where, f"lr must be positive and finite, got {stage.lr}")
+        if not 0 < stage.lr <= MAX_LR:
+            raise bad(where, f"lr must be above 0 and at most {MAX_LR:g}, got {stage.lr}")
         if problem := luma_weight_problem(stage.luma_weight):
             raise bad(where, f"luma_weight {problem}")
-        if not (stage.weight_decay >= 0 and math.isfinite(stage.weight_decay)):
-            raise bad(where, f"weight_decay must be 0 or a positive number, got {stage.weight_decay}")
+        if not 0 <= stage.weight_decay <= 1:
+            raise bad(where, f"weight_decay must be from 0 to 1, got {stage.weight_decay}")
         sched = stage.scheduler
         if sched.name not in SCHEDULERS:
             raise bad(where, f"scheduler.name must be one of {SCHEDULERS}, got {sched.name!r}")
-        if sched.step_size <= 0 or not (sched.gamma > 0 and math.isfinite(sched.gamma)) \
-                or not (sched.eta_min >= 0 and math.isfinite(sched.eta_min)):
-            raise bad(where, "scheduler step_size and gamma must be positive, eta_min not negative")
+        if sched.step_size <= 0 or not 0 < sched.gamma <= 1 or not 0 <= sched.eta_min <= MAX_LR:
+            raise bad(where, f"scheduler step_size must be positive, gamma (a decay factor) above 0 and at most 1, "
+                             f"eta_min from 0 to {MAX_LR:g}")
         if any(m < 0 for m in sched.milestones) or sched.milestones != sorted(set(sched.milestones)):
             raise bad(where, f"scheduler.milestones must be increasing epochs (0 or more), got {sched.milestones}")
         if i == 0 and stage.init in ("previous", "transfer"):
@@ -204,15 +206,7 @@ def parse_schedule(data, source: str = "<schedule>") -> Schedule:
 def load_schedule(name_or_path: str | Path) -> Schedule:
     """Load a built-in or user schedule, with one-line errors for every mistake."""
     path = resolve_schedule_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ElsrError("not a text (YAML) file", path=path, fix="pass a .yaml schedule") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise ElsrError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", path=path) from exc
-    return parse_schedule(data, str(path))
+    return parse_schedule(load_yaml(path), str(path))
 
 
 def lr_for_epoch(stage: Stage, epoch: int) -> float:

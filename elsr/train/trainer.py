@@ -25,7 +25,7 @@ from elsr.data.datasets import FolderSource, HDF5Source, open_training_data, to_
 from elsr.data.metrics import METRIC_KEYS
 from elsr.data.validation import ValidationSet
 from elsr.errors import ElsrError
-from elsr.io.files import atomic_path, write_text
+from elsr.io.files import atomic_path, refuse_overwriting_inputs, write_text
 from elsr.model.checkpoint import read_checkpoint, save_checkpoint
 from elsr.model.inference import resolve_device
 from elsr.model.network import ELSR, ModelConfig, count_parameters, load_weights
@@ -33,9 +33,10 @@ from elsr.provenance import provenance
 from elsr.train import distributed
 from elsr.train.loop import run_epoch, validate
 from elsr.train.losses import loss_function
+from elsr.train.memory import check_batch_fits
 from elsr.train.plots import plot_history
 from elsr.train.precision import AMP_MODES, CHANNELS_LAST_MODES
-from elsr.train.schedule import Schedule, Stage, load_schedule, lr_for_epoch, shorten
+from elsr.train.schedule import Schedule, Stage, load_schedule, lr_for_epoch, resolve_schedule_path, shorten
 from elsr.version import __version__
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,9 @@ class Trainer:
             self.schedule.stages[0].init = str(cfg.weights)
         if not (cfg.length > 0 and math.isfinite(cfg.length)) or (cfg.max_steps is not None and cfg.max_steps < 1):
             shorten([], [], cfg.length, cfg.max_steps)  # the one place that words the refusal
-        for stage in self.schedule.stages:  # the schedule's batch is the global one
-            distributed.per_rank_batch(ctx, stage.batch_size, f"stage {stage.name!r}")
         self.out = Path(cfg.out)
         self.device = distributed.device_for(ctx, resolve_device(cfg.device))
+        self._check_batches()
         self.amp = amp_dtype(cfg.amp, self.device)
         if cfg.channels_last not in CHANNELS_LAST_MODES:
             raise ElsrError(f"unknown --channels-last {cfg.channels_last!r}",
@@ -134,12 +134,24 @@ class Trainer:
         self.model: ELSR | None = None
 
     # ----------------------------------------------------------------- set-up
+    def _check_batches(self) -> None:
+        """Every stage's batch splits evenly over the ranks (the schedule's batch is the global one), and one
+        rank's training step fits in memory."""
+        for stage in self.schedule.stages:
+            where = f"stage {stage.name!r}"
+            batch = distributed.per_rank_batch(self.ctx, stage.batch_size, where)
+            check_batch_fits(batch, stage.patch_size, stage.scale, self.device.type == "cpu", where,
+                             resolve_schedule_path(self.cfg.schedule))
+
     def _check_inits(self) -> None:
         """The paths this rank reads exist: the training data everywhere, the rest on rank 0."""
         paths = [("--train", self.cfg.train)] + ([("--val", self.cfg.val)] if self.ctx.is_main else [])
         for name, path in paths:
             if not Path(path).exists():
                 raise ElsrError(f"{name} path does not exist", path=path, fix="check the path")
+        # the run's plots and checkpoints must not land among (or over) the images it reads
+        refuse_overwriting_inputs([self.out], [self.cfg.train, self.cfg.val, self.cfg.weights],
+                                  [self.cfg.train, self.cfg.val])
         if not self.ctx.is_main:  # only rank 0 reads starting weights; DDP gives them to the others
             return
         for stage in self.schedule.stages:
@@ -147,6 +159,12 @@ class Trainer:
             if stage.init not in ("scratch", "previous", "transfer") and not Path(path).is_file():
                 raise ElsrError(f"stage {stage.name!r} starts from {path}, which does not exist",
                                 path=path, fix="fix the init path or use init: scratch")
+
+    def _check_start_weights(self) -> None:
+        """Every checkpoint a stage starts from is readable, an ELSR model and finite, before anything is written."""
+        for stage in self.schedule.stages:
+            if stage.init not in ("scratch", "previous", "transfer"):
+                read_checkpoint(stage.init.removeprefix("transfer:"))
 
     def _load_state(self) -> dict | None:
         state_path = self.out / RUN_STATE
@@ -174,9 +192,11 @@ class Trainer:
                                 "or use a new --out")
 
     def _shorten(self, source: FolderSource | HDF5Source) -> None:
-        """--length and --max-steps, now that the training data tells how long one pass over it is."""
-        iterations = [stage.iters_per_epoch or max(1, source.num_patches(stage.scale, stage.patch_size)
-                                                   // stage.batch_size) for stage in self.schedule.stages]
+        """--length and --max-steps, now that the training data tells how long one pass over it is (every stage's
+        patches counted, so that data no stage can use is refused before anything is written)."""
+        stages = self.schedule.stages
+        passes = [max(1, source.num_patches(stage.scale, stage.patch_size) // stage.batch_size) for stage in stages]
+        iterations = [stage.iters_per_epoch or n for stage, n in zip(stages, passes)]
         shorten(self.schedule.stages, iterations, self.cfg.length, self.cfg.max_steps)
 
     def _build_model(self, stage: Stage) -> ELSR:
@@ -231,6 +251,8 @@ class Trainer:
                                     pin_memory=self.device.type == "cuda")
         self._shorten(source)
         self._check_same_schedule(state)
+        if self.ctx.is_main:
+            self._check_start_weights()
         if self.ctx.is_main:  # the inputs are good: only now is anything written
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.rglob(".*.tmp"):  # left by a run killed in the middle of a write

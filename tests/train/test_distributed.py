@@ -8,6 +8,7 @@ weights, so the test can compare the ranks with each other and with a single-pro
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,23 @@ def data(tmp_path, rng):
     return image_folder(tmp_path / "train", rng, count=3, size=(64, 80)), image_folder(tmp_path / "val", rng, 2)
 
 
+def aborted_in_teardown_only(output: str, out: Path) -> bool:
+    """Whether the only failure of a run is a rank aborted (SIGABRT) by gloo/c10d while its process was being torn
+    down, after its work: every rank wrote its ``rank{r}.exiting`` marker (the worker writes it once its session
+    has closed: training done, files written, the last barrier passed, the process group destroyed) and every
+    failed rank's exit code is -6. Once DistributedDataParallel has been built, destroy_process_group() no longer
+    closes gloo's connections (they stay open until the process exits: tests/train/test_distributed.py
+    ``test_gloo_connections_outlive_the_group_once_ddp_was_built``), so the ranks' exits race in C++ teardown,
+    outside elsr's code; a rare abort there (one clean-clone CI run) says nothing about the training, which the
+    test checks in full. Any other failure, or an abort before a marker, still fails the test."""
+    codes = set(re.findall(r"exitcode\s*:\s*(-?\d+)", output))
+    done = all((out / f"rank{rank}.exiting").is_file() for rank in (0, 1))
+    if codes == {"-6"} and done:
+        warnings.warn(f"a rank aborted in gloo's teardown after finishing its work (tolerated):\n{output[-2000:]}")
+        return True
+    return False
+
+
 def losses(run: Path) -> list[float]:
     return [float(r["loss"]) for r in csv.DictReader((run / "metrics.csv").open())]
 
@@ -80,7 +99,7 @@ def test_two_gloo_ranks_match_each_other_and_a_single_process_run_across_a_failu
     resumed = subprocess.run(torchrun(2, *args, "resume"), env=env(), cwd=tmp_path, capture_output=True,
                              text=True, timeout=240)
     output = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, output
+    assert resumed.returncode == 0 or aborted_in_teardown_only(output, tmp_path / "ddp"), output
     assert "resuming at stage 2, epoch 2" in output
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for key in ranks[0]:  # DDP keeps the replicas identical, bit for bit (rank 1 got rank 0's Adam state too)
@@ -101,6 +120,21 @@ def test_two_gloo_ranks_match_each_other_and_a_single_process_run_across_a_failu
         p.name for p in (tmp_path / "one").iterdir())
     assert output.count("final model") == 1 and "[rank 1]" not in output
     assert "batch 4 (2 on each of 2 processes)" in output
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open sockets in /proc")
+def test_gloo_connections_outlive_the_group_once_ddp_was_built(tmp_path):
+    """Why the 2-rank test tolerates an abort in teardown (aborted_in_teardown_only): without DDP,
+    destroy_process_group() closes gloo's connections; once DistributedDataParallel was built (and collected),
+    they stay open until the process exits, so each rank's exit tears them down in C++ finalization, in whatever
+    order the processes end. Should a PyTorch release close them, this fails: then drop the tolerance."""
+    counts = {}
+    for ddp in ("0", "1"):
+        done = subprocess.run(torchrun(2, __file__, "sockets", ddp), env=env(), cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        counts[ddp] = [int(n) for n in re.findall(r"open sockets after destroy: (\d+)", done.stdout)]
+    assert counts["0"] == [0, 0] and len(counts["1"]) == 2 and min(counts["1"]) > 0, counts
 
 
 # ------------------------------------------------------------------ failures end the job
@@ -307,8 +341,33 @@ def worker(schedule: str, train_dir: str, val_dir: str, out: str, mode: str = "r
             distributed.barrier(ctx)
         return 0
 
-    sys.exit(run_command(train_and_save, Args()))
+    code = run_command(train_and_save, Args())
+    if code == 0:   # the session is closed: what is left is the interpreter's teardown
+        (Path(out) / f"rank{ctx.rank}.exiting").touch()
+    sys.exit(code)
+
+
+def open_sockets() -> int:
+    fds = Path("/proc/self/fd")
+    return sum(os.readlink(fd).startswith("socket:") for fd in fds.iterdir() if fd.exists())
+
+
+def sockets_worker(build_ddp: str) -> None:
+    """One rank: join a gloo group, (with ``build_ddp`` "1") wrap a model in DDP and train a step, destroy the
+    group as distributed.session does, and print the sockets still open."""
+    torch.distributed.init_process_group("gloo")
+    if build_ddp == "1":
+        model = torch.nn.Conv2d(3, 3, 3)
+        torch.nn.parallel.DistributedDataParallel(model)(torch.rand(1, 3, 8, 8)).mean().backward()
+        del model
+    gc.collect()
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    gc.collect()
+    print(f"open sockets after destroy: {open_sockets()}", flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker(*sys.argv[2:])
+if __name__ == "__main__" and sys.argv[1:2] == ["sockets"]:
+    sockets_worker(*sys.argv[2:])

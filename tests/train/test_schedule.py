@@ -51,7 +51,11 @@ def test_unknown_key_names_file_and_key(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"epochs": -3}, "epochs must be positive"),
     ({"epochs": "ten"}, "must be int"),
-    ({"lr": 0}, "lr must be positive"),
+    ({"lr": 0}, "lr must be above 0 and at most 1"),
+    ({"lr": 1e300}, "lr must be above 0 and at most 1"),
+    ({"lr": float("nan")}, "lr must be above 0 and at most 1"),
+    ({"weight_decay": float("inf")}, "weight_decay must be from 0 to 1"),
+    ({"scheduler": {"name": "step", "gamma": 3.0}}, "gamma \\(a decay factor\\) above 0 and at most 1"),
     ({"loss": "huber"}, "loss must be one of"),
     ({"scale": 8}, "scale must be one of"),
     ({"init": "previous"}, "first stage cannot start"),

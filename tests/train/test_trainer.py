@@ -84,10 +84,21 @@ def test_resume_with_another_schedule_is_refused(tmp_path, data):
         train(config(tmp_path, data, schedule=other, resume=True))
 
 
+def overflowing_x4(path) -> str:
+    """An x4 checkpoint whose weights are finite but so large that the second conv overflows to infinity: what a
+    diverging run looks like (learning rates are bounded, so a schedule alone cannot make one in a few steps)."""
+    model = ELSR(ModelConfig(scale=4))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(1e30)
+    save_checkpoint(path, model)
+    return str(path)
+
+
 def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path, data):
     path = tiny_schedule(tmp_path / "nan.yaml")
     spec = yaml.safe_load(path.read_text())
-    spec["stages"][1]["lr"] = 1e30
+    spec["stages"][1]["init"] = overflowing_x4(tmp_path / "huge.pt")
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ElsrError, match="loss became (nan|inf)"):
         train(config(tmp_path, data, schedule=path))
