@@ -254,7 +254,7 @@ def _(t, kit, f):
     return eval_argv(t, existing(t / "empty.onnx", ""), kit.hr)
 
 
-@case("upscale-executorch-program-as-model", "m.pte", "is an ExecuTorch program", "--model wants")
+@case("upscale-executorch-program-with-no-plan", "m.pte", "ExecuTorch cannot load it", "re-export it")
 def _(t, kit, f):
     (t / "m.pte").write_bytes(b"\x1c\x00\x00\x00ET12" + bytes(64))
     return upscale_argv(t, t / "m.pte", kit.hr / "img0.png")

@@ -115,6 +115,7 @@ def remove_output(path: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
 def staged_folder(folder: str | Path) -> Iterator[Path]:
     """Yield a temporary folder to write files into (inside ``folder`` when it exists, else beside it); when the
     block ends without an error they are moved into ``folder`` (made if needed, a file of the same name replaced),

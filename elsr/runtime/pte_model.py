@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -82,9 +83,15 @@ def import_executorch(module: str):
     """An ExecuTorch module, imported without its import-time chatter (experimental-API warnings, torchao's
     notes on kernels it cannot load)."""
     require_executorch()
-    with native_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(module)
+    chatty = logging.getLogger("torchao")   # logs a WARNING per optional kernel library it cannot load
+    level = chatty.level
+    chatty.setLevel(logging.ERROR)
+    try:
+        with native_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(module)
+    finally:
+        chatty.setLevel(level)
 
 
 def runtime():
