@@ -134,12 +134,14 @@ def quantize(cfg: QuantizeConfig) -> dict:
 
 def format_report(report: dict) -> str:
     lines = [f"# INT8 quantization report ({report['method'].upper()}, x{report['scale']})", "",
-             "| data | model | PSNR-Y | vs FP32 | PSNR-RGB | SSIM-Y | SSIM-RGB |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| data | model | PSNR-Y | vs FP32 | PSNR-RGB | vs FP32 | SSIM-Y | SSIM-RGB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for data, rows in report["eval"].items():
+        fp32 = rows["fp32"]
         for name, m in rows.items():
             lines.append(f"| {Path(data).parent.name or data} | {name} | {m['psnr_y']:.3f} | "
-                         f"{m['psnr_y'] - rows['fp32']['psnr_y']:+.3f} | {m['psnr_rgb']:.3f} | {m['ssim_y']:.4f} | "
-                         f"{m['ssim_rgb']:.4f} |")
+                         f"{m['psnr_y'] - fp32['psnr_y']:+.3f} | {m['psnr_rgb']:.3f} | "
+                         f"{m['psnr_rgb'] - fp32['psnr_rgb']:+.3f} | {m['ssim_y']:.4f} | {m['ssim_rgb']:.4f} |")
     if report.get("layer_sqnr_db"):
         lines += ["", "Per-layer signal-to-quantization-noise of the INT8 graph vs its own weights in float (dB):", "",
                   "| tensor | SQNR (dB) |", "|---|---:|",

@@ -8,9 +8,11 @@ import pytest
 from elsr.pretrained import MODELS, model_path, pretrained
 from elsr.runtime.evaluate import EvalConfig, evaluate
 
-# model card figures: (name, test set, PSNR-Y); the card rounds to 0.01 dB
-CARD = [("x4", "Set5", 29.74), ("x4", "Set14", 26.97), ("x4-int8", "Set5", 29.69), ("x4-int8", "Set14", 26.95),
-        ("x2", "Set5", 35.77), ("x2", "Set14", 31.84)]
+# model card figures: (name, test set) -> (PSNR-Y, PSNR-RGB); the card rounds to 0.01 dB
+CARD = {("x4", "Set5"): (29.74, 27.88), ("x4", "Set14"): (26.97, 25.25),
+        ("x4-int8", "Set5"): (29.67, 27.80), ("x4-int8", "Set14"): (26.94, 25.21),
+        ("x2", "Set5"): (35.77, 33.69), ("x2", "Set14"): (31.84, 29.90)}
+INT8 = ("x4-int8", "x4-int8-ort", "x4-int8-tflite")   # one QAT model in three runtimes' files
 _scores: dict[tuple[str, str], dict] = {}
 
 
@@ -30,18 +32,34 @@ def test_unknown_name_is_refused():
     assert all(path.is_file() for path in MODELS.values())
 
 
-@pytest.mark.parametrize("name,test_set,card", CARD)
-def test_bundled_model_scores_its_model_card_figure(shared_data, name, test_set, card):
-    mean = scores(shared_data, name, test_set)
-    assert mean["model"]["psnr_y"] == pytest.approx(card, abs=0.006)
-    assert mean["model"]["psnr_y"] > mean["bicubic"]["psnr_y"] + 0.8
+@pytest.mark.parametrize("name,test_set", list(CARD))
+def test_bundled_model_scores_its_model_card_figures(shared_data, name, test_set):
+    mean = scores(shared_data, name, test_set)["model"]
+    assert (mean["psnr_y"], mean["psnr_rgb"]) == pytest.approx(CARD[name, test_set], abs=0.006)
+    assert mean["psnr_y"] > scores(shared_data, name, test_set)["bicubic"]["psnr_y"] + 0.8
+
+
+SET5_GAP = "Set5: -0.064 dB PSNR-Y, -0.077 dB PSNR-RGB, the 0.05 dB target not reached yet (MODEL_CARD.md)"
+
+
+@pytest.mark.parametrize("test_set", [pytest.param("Set5", marks=pytest.mark.xfail(reason=SET5_GAP, strict=True)),
+                                      "Set14"])
+@pytest.mark.parametrize("metric", ["psnr_y", "psnr_rgb"])
+def test_int8_models_are_within_005_db_of_fp32_on_y_and_rgb(shared_data, test_set, metric):
+    fp32 = scores(shared_data, "x4", test_set)["model"][metric]
+    for name in INT8:
+        assert abs(scores(shared_data, name, test_set)["model"][metric] - fp32) <= 0.05, name
 
 
 @pytest.mark.parametrize("test_set", ["Set5", "Set14"])
-def test_int8_models_are_within_005_db_of_fp32(shared_data, test_set):
-    fp32 = scores(shared_data, "x4", test_set)["model"]["psnr_y"]
-    for name in ("x4-int8", "x4-int8-ort"):
-        assert abs(scores(shared_data, name, test_set)["model"]["psnr_y"] - fp32) < 0.05, name
+def test_int8_models_keep_colour_as_well_as_luma(shared_data, test_set):
+    """Within 0.08 dB of FP32 on PSNR-Y and PSNR-RGB both, and never trading one for the other by more than
+    0.02 dB more (the previous model lost 0.25 dB of PSNR-RGB for its PSNR-Y)."""
+    fp32 = scores(shared_data, "x4", test_set)["model"]
+    for name in INT8:
+        int8 = scores(shared_data, name, test_set)["model"]
+        y, rgb = int8["psnr_y"] - fp32["psnr_y"], int8["psnr_rgb"] - fp32["psnr_rgb"]
+        assert -0.08 <= y <= 0.01 and -0.08 <= rgb <= 0.01 and abs(y - rgb) <= 0.02, (name, y, rgb)
 
 
 def test_model_path_takes_a_bundled_name_unless_a_file_has_it(tmp_path, monkeypatch):
