@@ -122,6 +122,18 @@ def info_from_metadata(path: Path, metadata: dict[str, str], precision: str | No
     return ModelInfo(precision or "unknown", params, disk_bytes(path), config, notes)
 
 
+def typed_io_info(path: Path, metadata: dict[str, str], input_dtype) -> ModelInfo:
+    """ModelInfo of a model file whose runtime names its input type (TFLite, ExecuTorch): the precision from the
+    metadata, with the I/O type after it; without elsr metadata, the I/O type alone."""
+    io = f"{input_dtype} I/O"
+    if not metadata:
+        return ModelInfo(io, None, path.stat().st_size, None,
+                         ["no elsr metadata: precision from the input type, GMAC/s unknown"])
+    info = info_from_metadata(path, metadata, metadata.get("precision"))
+    info.precision = f"{info.precision}, {io}"
+    return info
+
+
 def probe_scale(run: Callable[[np.ndarray], np.ndarray], path: Path, fix: str) -> int:
     """The scale of a model without a 'scale' entry: the ratio of output to input on a blank image."""
     try:

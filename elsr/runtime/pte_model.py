@@ -35,7 +35,7 @@ import torch
 
 from elsr.errors import ElsrError
 from elsr.model.network import MIN_LR_SIDE
-from elsr.runtime.base import ModelInfo, Upscaler, check_scale, info_from_metadata, probe_scale
+from elsr.runtime.base import ModelInfo, Upscaler, check_scale, probe_scale, typed_io_info
 from elsr.runtime.contract import PTE_METADATA_METHOD, PTE_METHOD, positive_int
 
 PTE_SUFFIXES = (".pte",)
@@ -255,14 +255,7 @@ class PteUpscaler(Upscaler):
         return np.ascontiguousarray(y.transpose(1, 2, 0))
 
     def info(self) -> ModelInfo:
-        metadata = self.model.metadata
-        io = f"{self.model.input_dtype} I/O"
-        if not metadata:
-            return ModelInfo(io, None, self.path.stat().st_size, None,
-                             ["no elsr metadata: precision from the input type, GMAC/s unknown"])
-        info = info_from_metadata(self.path, metadata, metadata.get("precision"))
-        info.precision = f"{info.precision}, {io}"
-        return info
+        return typed_io_info(self.path, self.model.metadata, self.model.input_dtype)
 
     def close(self) -> None:
         del self.model

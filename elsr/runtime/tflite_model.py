@@ -16,7 +16,7 @@ import numpy as np
 from elsr.errors import ElsrError
 from elsr.model.inference import array_to_image, image_to_array
 from elsr.model.weights import refuse_non_finite
-from elsr.runtime.base import ModelInfo, Upscaler, check_scale, info_from_metadata, probe_scale
+from elsr.runtime.base import ModelInfo, Upscaler, check_scale, probe_scale, typed_io_info
 from elsr.runtime.contract import TFLITE_METADATA_KEY, positive_int
 
 TFLITE_SUFFIXES = (".tflite",)
@@ -241,14 +241,7 @@ class TfliteUpscaler(Upscaler):
         return self.model.to_pixels(y) if self.model.pixels_out else array_to_image(self.fetch(y))
 
     def info(self) -> ModelInfo:
-        metadata = self.model.metadata
-        io = f"{self.model.input_dtype} I/O"
-        if not metadata:
-            return ModelInfo(io, None, self.path.stat().st_size, None,
-                             ["no elsr metadata: precision from the input type, GMAC/s unknown"])
-        info = info_from_metadata(self.path, metadata, metadata.get("precision"))
-        info.precision = f"{info.precision}, {io}"
-        return info
+        return typed_io_info(self.path, self.model.metadata, self.model.input_dtype)
 
     def close(self) -> None:
         del self.model
