@@ -83,6 +83,18 @@ def read_video(path: Path) -> list[np.ndarray]:
     return frames
 
 
+def observe_ranges(qmodel, batches: int = 3, size: int = 16, seeded: bool = False):
+    """``qmodel`` (a QuantELSR) with its activation ranges observed on ``batches`` random 2 x 3 x size x size batches
+    and frozen, in eval mode: what QAT hands over, minus the training. ``seeded``: batch i from its own generator
+    seeded i, else from torch's global one."""
+    qmodel.train()
+    with torch.no_grad():
+        for i in range(batches):
+            qmodel(torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(i) if seeded else None))
+    qmodel.freeze_observers()
+    return qmodel.eval()
+
+
 def flat_frames(count: int, height: int = 24, width: int = 32, step: int = 8) -> list[np.ndarray]:
     """Frames of one grey level each, ``step`` apart: frame i is level 16 + step * i (survives lossy coding)."""
     return [np.full((height, width, 3), 16 + step * i, np.uint8) for i in range(count)]

@@ -18,7 +18,7 @@ from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
 from elsr.runtime.contract import COPIES_KEY
-from tests.helpers import image_folder
+from tests.helpers import image_folder, observe_ranges
 
 pytest.importorskip("coremltools", reason="the coreml extra is not installed (pip install 'elsr[coreml]')")
 
@@ -34,12 +34,8 @@ def files(tmp_path_factory):
     save_checkpoint(root / "model.pt", model)
     qmodels = {}
     for name, split in (("model", False), ("split", True)):   # --no-split, and the default of new QAT
-        qmodel = QuantELSR(model, split=split).train()
-        with torch.no_grad():
-            for _ in range(3):
-                qmodel(torch.rand(2, 3, 16, 16))
-        qmodel.freeze_observers()
-        save_qat_checkpoint(root / f"{name}.qat.pt", qmodel.eval(), [])
+        qmodel = observe_ranges(QuantELSR(model, split=split))
+        save_qat_checkpoint(root / f"{name}.qat.pt", qmodel, [])
         qmodels[name] = qmodel
     return {"root": root, "model": model, "qmodels": qmodels,
             "hr": image_folder(root / "hr", np.random.default_rng(0), 1, (48, 48))}

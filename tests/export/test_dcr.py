@@ -14,6 +14,7 @@ from elsr.model.network import ELSR, ModelConfig, dcr_order
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
 from elsr.runtime.onnx_model import graph_session
+from tests.helpers import observe_ranges
 
 CONFIGS = [ModelConfig(scale=2), ModelConfig(scale=3, prelu="channel"), ModelConfig(scale=4)]
 TAIL = {"fp32": ("tail.weight", "tail.bias"), "int8": ("tail_w", "tail_w_scale", "tail_b", "tail_b_scale")}
@@ -25,12 +26,7 @@ def models(config: ModelConfig) -> tuple[ELSR, QuantELSR]:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    qmodel = QuantELSR(model).train()
-    with torch.no_grad():
-        for seed in range(3):
-            qmodel(torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(seed)))
-    qmodel.freeze_observers()
-    return model, qmodel.eval()
+    return model, observe_ranges(QuantELSR(model), size=20, seeded=True)
 
 
 def as_crd(proto: onnx.ModelProto, scale: int, names: tuple[str, ...]) -> onnx.ModelProto:

@@ -22,7 +22,7 @@ from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
 from elsr.runtime.contract import COPIES_KEY, model_metadata
 from elsr.runtime.loaders import load_upscaler
-from tests.helpers import image_folder, smooth_image
+from tests.helpers import image_folder, observe_ranges, smooth_image
 
 pytest.importorskip("executorch", reason="the executorch extra is not installed (pip install 'elsr[executorch]')")
 
@@ -40,11 +40,11 @@ def files(tmp_path_factory):
     with torch.no_grad():
         model.body_act.weight.fill_(0.2)
     save_checkpoint(root / "model.pt", model)
-    qmodel = calibrated(QuantELSR(model))   # --no-split: one copy
+    qmodel = observe_ranges(QuantELSR(model))   # --no-split: one copy
     save_qat_checkpoint(root / "model.qat.pt", qmodel, [])
     save_model(build_int8_model(quant_params(qmodel), {**model_metadata(model, "int8"), "quantization": "qat; qdq"}),
                root / "int8.onnx")
-    split = calibrated(QuantELSR(model, split=True))   # the default of new QAT: two copies on the skip path
+    split = observe_ranges(QuantELSR(model, split=True))   # the default of new QAT: two copies on the skip path
     save_model(build_int8_model(quant_params(split), {**model_metadata(model, "int8"), "quantization": "qat; qdq"}),
                root / "int8_split.onnx")
     rng = np.random.default_rng(0)
@@ -56,15 +56,6 @@ def files(tmp_path_factory):
         assert main(["export", "--weights", str(root / "model.pt"), "--format", "executorch", "--out",
                      str(root / f"{name}.pte"), "--check-images", str(images), *extra]) == 0
     return {"root": root, "model": model, "qmodel": qmodel, "split": split, "images": images}
-
-
-def calibrated(qmodel: QuantELSR) -> QuantELSR:
-    qmodel.train()
-    with torch.no_grad():
-        for _ in range(3):
-            qmodel(torch.rand(2, 3, 16, 16))
-    qmodel.freeze_observers()
-    return qmodel.eval()
 
 
 def exported(files, capsys, name: str, *extra: str) -> str:

@@ -18,7 +18,7 @@ from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
 from elsr.runtime.contract import model_metadata as onnx_metadata
-from tests.helpers import image_folder
+from tests.helpers import image_folder, observe_ranges
 
 HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 needs_litert = pytest.mark.skipif(not HAS_LITERT, reason="the tflite extra is not installed")
@@ -31,12 +31,8 @@ def files(tmp_path_factory):
     torch.manual_seed(0)
     model = ELSR(ModelConfig(scale=4)).eval()
     save_checkpoint(root / "model.pt", model)
-    qmodel = QuantELSR(model).train()
-    with torch.no_grad():
-        for _ in range(3):
-            qmodel(torch.rand(2, 3, 16, 16))
-    qmodel.freeze_observers()
-    save_qat_checkpoint(root / "model.qat.pt", qmodel.eval(), [])
+    qmodel = observe_ranges(QuantELSR(model))
+    save_qat_checkpoint(root / "model.qat.pt", qmodel, [])
     metadata = {**onnx_metadata(model, "int8"), "quantization": "qat; qdq"}
     save_model(build_int8_model(quant_params(qmodel), metadata), root / "model_int8.onnx")
     save_model(build_int8_model(quant_params(qmodel), {**metadata, "precision": "fp32"}), root / "mislabelled.onnx")

@@ -17,7 +17,7 @@ from elsr.model.network import ELSR, ModelConfig
 from elsr.quant.fake_quant import QuantELSR
 from elsr.runtime.base import fixed_size_tiles
 from elsr.runtime.loaders import load_upscaler
-from tests.helpers import smooth_image
+from tests.helpers import observe_ranges, smooth_image
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "elsr" / "pretrained"
 
@@ -25,12 +25,7 @@ PRETRAINED = Path(__file__).resolve().parents[2] / "elsr" / "pretrained"
 def small_models() -> tuple[ELSR, QuantELSR]:
     torch.manual_seed(0)
     model = ELSR(ModelConfig(scale=4)).eval()
-    qmodel = QuantELSR(model).train()
-    with torch.no_grad():
-        for seed in range(3):
-            qmodel(torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(seed)))
-    qmodel.freeze_observers()
-    return model, qmodel.eval()
+    return model, observe_ranges(QuantELSR(model), size=20, seeded=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from elsr.model.network import ELSR, ModelConfig, dcr_order
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
 from elsr.runtime.loaders import load_upscaler
-from tests.helpers import smooth_image
+from tests.helpers import observe_ranges, smooth_image
 
 pytest.importorskip("ai_edge_litert", reason="the tflite extra is not installed (pip install 'elsr[tflite]')")
 
@@ -38,12 +38,7 @@ def trained_looking(config: ModelConfig, seed: int = 0) -> ELSR:
 
 def qat_like(model: ELSR) -> QuantELSR:
     """A QuantELSR with ranges observed on random inputs and frozen (what QAT hands over, minus the training)."""
-    qmodel = QuantELSR(model).train()
-    with torch.no_grad():
-        for seed in range(3):
-            qmodel(torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(seed)))
-    qmodel.freeze_observers()
-    return qmodel.eval()
+    return observe_ranges(QuantELSR(model), size=24, seeded=True)
 
 
 def save(tmp_path: Path, data: bytes, name: str) -> Path:

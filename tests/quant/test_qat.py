@@ -8,16 +8,12 @@ from elsr.quant.checkpoint import load_qat_checkpoint, save_qat_checkpoint
 from elsr.quant.equalize import equalize_channels
 from elsr.quant.fake_quant import ActFakeQuant, QuantELSR, float_taps
 from elsr.quant.params import quant_params
+from tests.helpers import observe_ranges
 
 
 def calibrated(scale=4, prelu="shared") -> QuantELSR:
     torch.manual_seed(0)
-    q = QuantELSR(ELSR(ModelConfig(scale=scale, prelu=prelu))).train()
-    with torch.no_grad():
-        for _ in range(3):
-            q(torch.rand(2, 3, 16, 16))
-    q.freeze_observers()
-    return q.eval()
+    return observe_ranges(QuantELSR(ELSR(ModelConfig(scale=scale, prelu=prelu))))
 
 
 def test_pixel_grid_is_lossless_and_clips():

@@ -14,6 +14,7 @@ from elsr.quant.checkpoint import load_qat_checkpoint, save_qat_checkpoint
 from elsr.quant.fake_quant import COPIES, SPLIT, QuantELSR
 from elsr.quant.params import fold_copies, qat_model_from_params, quant_params
 from elsr.runtime.contract import COPIES_KEY, model_metadata
+from tests.helpers import observe_ranges
 
 
 def perturbed(prelu: str = "shared", scale: int = 4) -> ELSR:
@@ -26,12 +27,7 @@ def perturbed(prelu: str = "shared", scale: int = 4) -> ELSR:
 
 
 def calibrated_split(model: ELSR) -> QuantELSR:
-    q = QuantELSR(model, split=True).train()
-    with torch.no_grad():
-        for _ in range(4):
-            q(torch.rand(2, 3, 24, 24))
-    q.freeze_observers()
-    return q.eval()
+    return observe_ranges(QuantELSR(model, split=True), batches=4, size=24)
 
 
 def run_onnx(proto: onnx.ModelProto, x: torch.Tensor) -> np.ndarray:
