@@ -55,6 +55,11 @@ def _bench() -> ModuleType:
     return bench
 
 
+def _ladder() -> ModuleType:
+    from elsr.cli import ladder
+    return ladder
+
+
 @dataclass(frozen=True)
 class Command:
     summary: str
@@ -71,6 +76,8 @@ COMMANDS: dict[str, Command] = {
                       "executorch, coreml; FP32, or INT8 from QAT), checked in its runtime", _export),
     "quantize": Command("INT8 ONNX by quantization-aware training (qat) or static PTQ, with a report", _quantize),
     "bench": Command("latency, memory and PSNR of every backend and model format, in one table", _bench),
+    "ladder": Command("the size ladder: each width FP32 and INT8 in every runtime, quality against latency, one "
+                      "table and one chart", _ladder),
 }
 
 

@@ -23,6 +23,7 @@ MIN_LR_SIDE = 2 * RECEPTIVE_RADIUS + 1  # a smaller LR image is all border: no o
 PRELU_MODES = ("shared", "channel")
 IN_CHANNELS = 3
 DEFAULT_FRAME = (180, 320)  # LR height x width of one REDS x4 input frame: the challenge's 30 fps target
+PAPER_CHANNELS = 6  # the paper's hidden channels: the default size (wider ones: the size ladder)
 MAX_CHANNELS = 256  # the widest network config_from_parameters looks for
 CONV_NAMES = ("head", "body_conv1", "body_conv2", "tail")
 
@@ -32,7 +33,7 @@ class ModelConfig:
     """Everything needed to rebuild an ELSR network; stored in every checkpoint."""
 
     scale: int = 4
-    channels: int = 6
+    channels: int = PAPER_CHANNELS
     prelu: str = "shared"  # one slope for all channels (== LeakyRelu), or one per channel
 
     def __post_init__(self) -> None:

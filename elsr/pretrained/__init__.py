@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from elsr.errors import ElsrError
+from elsr.model.network import PAPER_CHANNELS
 
 FOLDER = Path(__file__).parent
 MODELS = {
@@ -15,6 +16,12 @@ MODELS = {
     "x4-int8-ort": FOLDER / "elsr_x4_int8.ort",  # the same in ONNX Runtime's ORT format (mobile)
     "x4-int8-tflite": FOLDER / "elsr_x4_int8_int8io.tflite",  # the same in LiteRT, int8 pixels (NPU-ready)
 }
+# The size ladder (elsr ladder, MODEL_CARD.md): the same x4 network with more hidden channels, each trained with
+# the quick schedule and quantized by the same QAT; the paper's 6 channels are x4 / x4-int8, a size of N
+# channels is x4-cN (FP32 checkpoint) and x4-cN-int8 (INT8 QDQ ONNX)
+LADDER_CHANNELS: tuple[int, ...] = ()
+MODELS.update({name: FOLDER / f"elsr_{name.replace('-', '_')}{suffix}" for channels in LADDER_CHANNELS
+               for name, suffix in ((f"x4-c{channels}", ".pt"), (f"x4-c{channels}-int8", ".onnx"))})
 DEFAULT = "x4-int8"
 # Models for videos, fastest first: `elsr upscale` on a video takes the first that is bundled and whose runtime
 # is installed (elsr.runtime.loaders.fastest_bundled). The INT8 TFLite model (x4-int8-tflite, the tflite extra)
@@ -42,3 +49,19 @@ def model_path(value: str) -> Path:
     if path.exists() or value not in MODELS:
         return path
     return MODELS[value]
+
+
+def size_names(channels: int) -> tuple[str, str]:
+    """The bundled (FP32, INT8) names of the x4 model with ``channels`` hidden channels: x4 / x4-int8 for the
+    paper's 6, x4-cN / x4-cN-int8 for the ladder's sizes."""
+    if channels == PAPER_CHANNELS:
+        return "x4", "x4-int8"
+    if channels not in LADDER_CHANNELS:
+        sizes = ", ".join(map(str, (PAPER_CHANNELS, *LADDER_CHANNELS)))
+        raise ElsrError(f"no bundled x4 model with {channels} hidden channels", fix=f"bundled sizes: {sizes}")
+    return f"x4-c{channels}", f"x4-c{channels}-int8"
+
+
+def bundled_sizes() -> tuple[int, ...]:
+    """Hidden channels of every bundled x4 size, the paper's first."""
+    return (PAPER_CHANNELS, *LADDER_CHANNELS)

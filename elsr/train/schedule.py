@@ -14,7 +14,7 @@ from pathlib import Path
 from elsr.data.metrics import luma_weight_problem
 from elsr.errors import ElsrError
 from elsr.io.safe_yaml import load_yaml
-from elsr.model.network import MAX_CHANNELS, PRELU_MODES, SCALES
+from elsr.model.network import MAX_CHANNELS, PAPER_CHANNELS, PRELU_MODES, SCALES
 from elsr.train.losses import LOSSES
 
 BUILTIN_DIR = Path(__file__).parent / "schedules"
@@ -66,7 +66,7 @@ class Schedule:
     stages: list[Stage]
     description: str = ""
     seed: int = 0
-    channels: int = 6
+    channels: int = PAPER_CHANNELS
     prelu: str = "shared"
     reparam: bool = False       # train re-parameterised convs (elsr.model.reparam); checkpoints hold the folded model
 
