@@ -57,6 +57,7 @@ RUNTIMES: tuple[LadderRuntime, ...] = (
     LadderRuntime("TFLite INT8", "tflite", "int8", "tflite", io="int8"),
     LadderRuntime("ExecuTorch FP32", "executorch", "fp32", "executorch"),
     LadderRuntime("ExecuTorch INT8", "executorch", "int8", "executorch"),
+    LadderRuntime("CoreML INT8", "coreml", "int8", "coreml"),   # exported and checked here; runs on Apple platforms
 )
 
 
@@ -198,14 +199,15 @@ def time_file(runtime: LadderRuntime, path: Path, cfg: LadderConfig, machine: Ma
 
 def runtime_cell(runtime: LadderRuntime, size: LadderSize, config: ModelConfig, cfg: LadderConfig,
                  machine: Machine) -> Timing:
-    """Export and time one runtime's file for one size; a runtime missing here or a failure is the cell's status."""
+    """Export and time one runtime's file for one size. A runtime that cannot run here still exports where its
+    converter is installed (checked at export: "not timed: why"); else, and on a failure, the cell says why."""
     reason = runtime.bench_backend.unavailable()
-    if reason:
-        return Timing(None, f"skipped: {reason}")
     try:
         path = export_for(runtime, size, config, cfg)
     except Exception as exc:  # noqa: BLE001 - a format that fails is a cell with its reason
-        return Timing(None, f"export {failure(exc)}")
+        return Timing(None, f"skipped: {reason}" if reason else f"export {failure(exc)}")
+    if reason:
+        return Timing(str(path), f"not timed: {reason}", size_bytes=path.stat().st_size)
     return time_file(runtime, path, cfg, machine)
 
 

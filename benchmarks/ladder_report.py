@@ -19,6 +19,13 @@ FAMILIES = tuple(dict.fromkeys(r.label.split()[0] for r in RUNTIMES))   # ORT, T
 BUDGETS_FPS = (30, 60, 120)   # frame rates the "which size" lines are given for
 
 
+def output_size(result: LadderResult) -> str:
+    """HxW of the timed frame's output, e.g. 720x1280."""
+    scale = result.sizes[0].scale if result.sizes else 4
+    height, width = (int(v) for v in result.settings["input_shape"].split("x")[2:])
+    return f"{height * scale}x{width * scale}"
+
+
 def size_label(size: SizeResult) -> str:
     return f"{size.name} ({size.channels} ch{', paper' if size.paper else ''})"
 
@@ -62,7 +69,7 @@ def markdown_table(result: LadderResult) -> str:
     head = ["size", "params", "GMAC/frame", "precision"]
     for data in result.data_names:
         head += [f"{data} PSNR-Y", f"{data} PSNR-RGB", f"{data} SSIM-Y / RGB"]
-    head += [f"{family} ms" for family in FAMILIES] + ["fps (fastest)"]
+    head += [f"{family} ms" for family in FAMILIES] + [f"fps, {output_size(result)} out (fastest)"]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---|" + "---:|" * (len(head) - 4)]
     cells = ["bicubic", "-", "-", "-"]   # the reference row
     for data in result.data_names:
@@ -103,9 +110,7 @@ def budget_lines(result: LadderResult) -> list[str]:
 def notes(result: LadderResult) -> list[str]:
     """Cells without a time, with their reasons; what the columns mean."""
     s = result.settings
-    scale = result.sizes[0].scale if result.sizes else 4
-    height, width = (int(v) for v in s["input_shape"].split("x")[2:])
-    lines = [f"Latency: median ms per {s['input_shape']} frame ({height * scale}x{width * scale} out) at "
+    lines = [f"Latency: median ms per {s['input_shape']} frame ({output_size(result)} out) at "
              f"{s['threads']} threads, {s['warmup']} warm-up + {s['runs']} timed runs, with the process's CPU time "
              "per run (all threads together: on a shared machine it moves far less than wall time). INT8 "
              "PSNR in brackets: its difference from the same size's FP32 model. The INT8 quality is the INT8 "
@@ -114,7 +119,8 @@ def notes(result: LadderResult) -> list[str]:
     for size in result.sizes:
         for label, timing in size.timings.items():
             if not timing.ok:
-                lines.append(f"- {size.name} {label}: {timing.status}")
+                exported = f" ({Path(timing.file).name} exported and checked)" if timing.file else ""
+                lines.append(f"- {size.name} {label}: {timing.status}{exported}")
     return lines
 
 

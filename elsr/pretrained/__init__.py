@@ -32,7 +32,8 @@ VIDEO_MODELS = ("x4-int8-tflite", "x4-int8-ort", "x4-int8")
 
 def pretrained(name: str = DEFAULT) -> Path:
     """Path of a bundled model: x2 / x4 (FP32 checkpoints), x4-onnx (FP32 ONNX), x4-int8 (INT8 ONNX),
-    x4-int8-ort (INT8, ORT format) or x4-int8-tflite (INT8 LiteRT, int8 pixels in and out)."""
+    x4-int8-ort (INT8, ORT format), x4-int8-tflite (INT8 LiteRT, int8 pixels in and out), or a wider size of the
+    ladder: x4-cN (FP32 checkpoint) and x4-cN-int8 (INT8 ONNX), N hidden channels."""
     if name not in MODELS:
         raise ElsrError(f"no bundled model {name!r}", fix=f"use one of {', '.join(MODELS)}")
     return MODELS[name]

@@ -60,7 +60,7 @@ def test_ladder_command_writes_table_chart_json_and_section(tmp_path, pairs, mod
         assert set(size["quality"]) == {"fp32", "int8"} and set(size["quality"]["int8"]) == {models.hr.parent.name}
         assert size["params"] == sum(p.numel() for p in ELSR(ModelConfig(channels=size["channels"])).parameters())
     assert (out / "ladder.png").read_bytes()[:4] == b"\x89PNG"
-    assert "c4 (4 ch)" in printed and "c8 (8 ch)" in printed and "fps (fastest)" in printed
+    assert "c4 (4 ch)" in printed and "c8 (8 ch)" in printed and "fps, 96x128 out (fastest)" in printed
     text = markdown.read_text()
     assert "kept text" in text and all(marker in text for marker in section_markers(LADDER_SECTION))
     assert "![quality vs latency per size](out/ladder.png)" in text
@@ -71,20 +71,23 @@ def test_a_runtime_that_fails_or_is_missing_is_a_cell_with_its_reason(tmp_path, 
     def broken(request, out):
         raise RuntimeError("converter exploded")
 
-    monkeypatch.setitem(FORMATS, "tflite", dataclasses.replace(FORMATS["tflite"], export=broken))
-    monkeypatch.setattr(ladder, "BACKENDS", tuple(dataclasses.replace(b, unavailable=lambda: "not on this phone")
-                                                  if b.name == "executorch" else b for b in BACKENDS))
+    for name in ("tflite", "executorch"):
+        monkeypatch.setitem(FORMATS, name, dataclasses.replace(FORMATS[name], export=broken))
+    missing = {"executorch": "not on this phone", "ort-cpu": "no onnxruntime here"}
+    monkeypatch.setattr(ladder, "BACKENDS", tuple(dataclasses.replace(b, unavailable=lambda why=missing[b.name]: why)
+                                                  if b.name in missing else b for b in BACKENDS))
     cfg = LadderConfig([LadderSize(*pairs[1])], [models.hr], tmp_path / "work", runs=2, warmup=0, frame=(24, 32),
-                       runtimes=["ort-int8", "tflite-int8", "executorch-fp32"], progress=False)
+                       runtimes=["ort-fp32", "tflite-int8", "executorch-fp32"], progress=False)
     result = run_ladder(cfg)
     cells = result.sizes[0].timings
-    assert cells["ORT INT8"].ok
     assert cells["TFLite INT8"].status == "export failed: RuntimeError: converter exploded"
     assert cells["ExecuTorch FP32"].status == "skipped: not on this phone" and cells["ExecuTorch FP32"].file is None
+    assert cells["ORT FP32"].status == "not timed: no onnxruntime here" and Path(cells["ORT FP32"].file).is_file()
     report = format_report(result)
     assert "- c4 TFLite INT8: export failed: RuntimeError: converter exploded" in report
+    assert "- c4 ORT FP32: not timed: no onnxruntime here (c4_c4_fp32.onnx exported and checked)" in report
     table = markdown_table(result)
-    assert "| export failed |" in table and "| skipped |" in table
+    assert "| export failed |" in table and "| skipped |" in table and "| not timed |" in table
 
 
 def test_budget_lines_pick_the_best_int8_size_that_fits(tmp_path, pairs, models):

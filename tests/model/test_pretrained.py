@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elsr.pretrained import MODELS, model_path, pretrained
+from elsr.model.network import PAPER_CHANNELS
+from elsr.pretrained import MODELS, bundled_sizes, model_path, pretrained, size_names
 from elsr.runtime.evaluate import EvalConfig, evaluate
 
 # model card figures: (name, test set) -> (PSNR-Y, PSNR-RGB); the card rounds to 0.01 dB
@@ -108,3 +109,58 @@ def test_readme_python_api_example_runs(tmp_path, rng, monkeypatch):
     write_png(tmp_path / "small.png", rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
     exec(compile(code, "README.md", "exec"), {})
     assert read_image(tmp_path / "big.png").shape == (120, 160, 3)
+
+
+# The size ladder (MODEL_CARD.md, "Size ladder"): the wider bundled sizes, x4-cN (FP32) and x4-cN-int8 (INT8)
+LADDER = [channels for channels in bundled_sizes() if channels != PAPER_CHANNELS]
+
+
+@pytest.mark.parametrize("channels", LADDER)
+def test_ladder_sizes_have_the_width_their_names_say(channels):
+    from elsr import load_model
+    from elsr.export.onnx_int8 import load_int8_source
+
+    fp32, int8 = size_names(channels)
+    model, _ = load_model(fp32)
+    qmodel, _, meta = load_int8_source(pretrained(int8))
+    assert (model.scale, model.config.channels, qmodel.config.channels) == (4, channels, channels)
+    assert meta["val"]["psnr_y"] > 29.74   # its own validation score, above the paper's size (29.74 on Set5)
+
+
+@pytest.mark.parametrize("test_set", ["Set5", "Set14"])
+@pytest.mark.parametrize("channels", LADDER)
+def test_ladder_int8_models_are_within_005_db_of_fp32_on_y_and_rgb(shared_data, channels, test_set):
+    fp32, int8 = (scores(shared_data, name, test_set)["model"] for name in size_names(channels))
+    for metric in ("psnr_y", "psnr_rgb"):
+        assert abs(int8[metric] - fp32[metric]) <= 0.05, (metric, int8[metric] - fp32[metric])
+
+
+def test_the_widest_size_beats_the_papers_by_03_db_on_set14(shared_data):
+    widest = size_names(max(bundled_sizes()))[0]
+    assert scores(shared_data, widest, "Set14")["model"]["psnr_y"] >= scores(shared_data, "x4", "Set14")["model"][
+        "psnr_y"] + 0.3
+
+
+@pytest.mark.parametrize("channels", bundled_sizes())
+def test_every_bundled_size_exports_with_the_int8_graph_tricks(tmp_path, channels):
+    """FP32 ONNX, INT8 ORT and int8-I/O TFLite from each size's bundled files; the INT8 graph has the shared PReLU
+    as LeakyRelu, DCR DepthToSpace and hidden channels padded to onnxruntime's 16."""
+    import onnx
+
+    from elsr.cli.main import main
+    from elsr.runtime.tflite_model import litert_available
+
+    fp32, int8 = size_names(channels)
+    formats = [("onnx", []), ("ort", ["--int8", "--qat-checkpoint", int8])]
+    formats += [("tflite", ["--int8", "--io", "int8", "--qat-checkpoint", int8])] if litert_available() else []
+    for fmt, options in formats:
+        out = tmp_path / f"{fmt}.{'onnx' if fmt == 'onnx' else fmt}"
+        assert main(["export", "--weights", fp32, "--format", fmt, *options, "--out", str(out)]) == 0, fmt
+        assert out.stat().st_size > 1000
+    graph = onnx.load(str(pretrained(int8))).graph
+    ops = {node.op_type: node for node in graph.node}
+    assert "LeakyRelu" in ops and "PRelu" not in ops
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in ops["DepthToSpace"].attribute}
+    assert attributes["mode"] == b"DCR" and attributes["blocksize"] == 4
+    convs = {i.name: onnx.numpy_helper.to_array(i).shape for i in graph.initializer if i.dims and len(i.dims) == 4}
+    assert convs and all(shape[0] % 16 == 0 and shape[1] in (3, *range(16, 1025, 16)) for shape in convs.values())
