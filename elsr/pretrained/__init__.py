@@ -19,7 +19,7 @@ MODELS = {
 # The size ladder (elsr ladder, MODEL_CARD.md): the same x4 network with more hidden channels, each trained with
 # the quick schedule and quantized by the same QAT; the paper's 6 channels are x4 / x4-int8, a size of N
 # channels is x4-cN (FP32 checkpoint) and x4-cN-int8 (INT8 QDQ ONNX)
-LADDER_CHANNELS = (32,)
+LADDER_CHANNELS = (16, 32)
 MODELS.update({name: FOLDER / f"elsr_{name.replace('-', '_')}{suffix}" for channels in LADDER_CHANNELS
                for name, suffix in ((f"x4-c{channels}", ".pt"), (f"x4-c{channels}-int8", ".onnx"))})
 DEFAULT = "x4-int8"

@@ -13,6 +13,8 @@ from elsr.runtime.evaluate import EvalConfig, evaluate
 CARD = {("x4", "Set5"): (29.74, 27.88), ("x4", "Set14"): (26.97, 25.25),
         ("x4-int8", "Set5"): (29.67, 27.80), ("x4-int8", "Set14"): (26.94, 25.21),
         ("x2", "Set5"): (35.77, 33.69), ("x2", "Set14"): (31.84, 29.90),
+        ("x4-c16", "Set5"): (30.02, 28.23), ("x4-c16", "Set14"): (27.18, 25.48),
+        ("x4-c16-int8", "Set5"): (29.99, 28.19), ("x4-c16-int8", "Set14"): (27.17, 25.46),
         ("x4-c32", "Set5"): (30.10, 28.33), ("x4-c32", "Set14"): (27.29, 25.58),
         ("x4-c32-int8", "Set5"): (30.07, 28.28), ("x4-c32-int8", "Set14"): (27.28, 25.56)}
 INT8 = ("x4-int8", "x4-int8-ort", "x4-int8-tflite")   # one QAT model in three runtimes' files
