@@ -206,8 +206,9 @@ def runtime_cell(runtime: LadderRuntime, size: LadderSize, config: ModelConfig, 
         path = export_for(runtime, size, config, cfg)
     except Exception as exc:  # noqa: BLE001 - a format that fails is a cell with its reason
         return Timing(None, f"skipped: {reason}" if reason else f"export {failure(exc)}")
-    if reason:
-        return Timing(str(path), f"not timed: {reason}", size_bytes=path.stat().st_size)
+    if reason:   # "not run: ..." (Core ML off Apple platforms) or why the runtime is missing
+        status = reason if reason.startswith("not run") else f"not timed: {reason}"
+        return Timing(str(path), status, size_bytes=path.stat().st_size)
     return time_file(runtime, path, cfg, machine)
 
 
