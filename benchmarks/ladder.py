@@ -23,7 +23,7 @@ from elsr.export.exporter import ExportConfig, export_model
 from elsr.export.formats import FORMATS
 from elsr.io.images import list_images
 from elsr.model.checkpoint import load_model
-from elsr.model.network import DEFAULT_FRAME, PAPER_CHANNELS, ModelConfig, macs_per_frame
+from elsr.model.network import DEFAULT_FRAME, PAPER_CHANNELS, ModelConfig, count_parameters, macs_per_frame
 from elsr.runtime.evaluate import EvalConfig, evaluate
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,12 @@ class LadderResult:
                           for s in self.sizes]}
 
 
+def size_name(size: LadderSize) -> str:
+    """The size's name in the report: its own, else its checkpoint's (its run folder's for a model.pt)."""
+    weights = Path(size.weights)
+    return size.name or (weights.parent.name if weights.stem == "model" else weights.stem)
+
+
 def data_name(folder: Path) -> str:
     """A test set's name: Set14 for .../Set14/HR, else the folder's own name."""
     return folder.parent.name if folder.name.upper() == "HR" and folder.parent.name else folder.name
@@ -179,7 +185,7 @@ def export_for(runtime: LadderRuntime, size: LadderSize, config: ModelConfig, cf
     fmt = FORMATS[runtime.format]
     int8 = runtime.precision == "int8"
     io = "" if runtime.io == "float" else f"_{runtime.io}io"
-    out = cfg.work / f"{size.name}_c{config.channels}_{runtime.precision}{io}{fmt.suffix}"
+    out = cfg.work / f"{size_name(size)}_c{config.channels}_{runtime.precision}{io}{fmt.suffix}"
     export_model(ExportConfig(weights=size.weights, format=runtime.format, out=out, int8=int8,
                               qat_checkpoint=size.int8 if int8 else None, io=runtime.io, overwrite=True),
                  emit=log.debug)
@@ -216,19 +222,18 @@ def measure_size(size: LadderSize, cfg: LadderConfig, machine: Machine,
                  done: Callable[[str], None]) -> tuple[SizeResult, dict[str, dict[str, float]]]:
     """Quality of the size's FP32 and INT8 models, then every runtime's cell; ``done`` after each step."""
     model, _ = load_model(size.weights)
-    config = model.config
-    size.name = size.name or (size.weights.parent.name if size.weights.stem == "model" else size.weights.stem)
+    config, name = model.config, size_name(size)
     fp32, bicubic = score(size.weights, cfg)
     int8, _ = score(size.int8, cfg)
-    done(f"{size.name}: quality")
-    result = SizeResult(size.name, config.channels, config.scale, sum(p.numel() for p in model.parameters()),
+    done(f"{name}: quality")
+    result = SizeResult(name, config.channels, config.scale, count_parameters(model),
                         macs_per_frame(config, *cfg.frame) / 1e9,
                         {"fp32": str(size.weights), "int8": str(size.int8)}, {"fp32": fp32, "int8": int8})
     for runtime in (r for r in RUNTIMES if r.key in cfg.runtimes):
         result.timings[runtime.label] = cell = runtime_cell(runtime, size, config, cfg, machine)
-        log.info("%s %s: %s%s", size.name, runtime.label, cell.status,
+        log.info("%s %s: %s%s", name, runtime.label, cell.status,
                  f", median {cell.median_ms:.2f} ms" if cell.median_ms else "")
-        done(f"{size.name}: {runtime.label}")
+        done(f"{name}: {runtime.label}")
     return result, bicubic
 
 

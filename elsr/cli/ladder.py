@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{', '.join(map(str, bundled_sizes()))}; 6 is the paper's)")
     parser.add_argument("--pair", nargs=2, action="append", type=Path, default=[], metavar=("CKPT", "INT8_ONNX"),
                         help="a size of your own: its FP32 checkpoint and the INT8 ONNX of its QAT (`elsr quantize`); "
-                             "repeat for each size (with --sizes: added to those)")
+                             "repeat for each size (with --sizes: added to those; default: none)")
     parser.add_argument("--data", type=Path, nargs="+", required=True, metavar="DIR",
                         help="HR test folders, e.g. Set5/HR Set14/HR; the chart shows the last one")
     add_convert(parser)
