@@ -58,8 +58,8 @@ def size_names(channels: int) -> tuple[str, str]:
     if channels == PAPER_CHANNELS:
         return "x4", "x4-int8"
     if channels not in LADDER_CHANNELS:
-        sizes = ", ".join(map(str, (PAPER_CHANNELS, *LADDER_CHANNELS)))
-        raise ElsrError(f"no bundled x4 model with {channels} hidden channels", fix=f"bundled sizes: {sizes}")
+        raise ElsrError(f"no bundled x4 model with {channels} hidden channels",
+                        fix=f"bundled sizes: {', '.join(map(str, bundled_sizes()))}")
     return f"x4-c{channels}", f"x4-c{channels}-int8"
 
 
