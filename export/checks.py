@@ -10,6 +10,7 @@ import torch
 
 from elsr.data.bicubic import downscale
 from elsr.data.metrics import image_metrics, psnr
+from elsr.data.validation import dataset_name
 from elsr.errors import ElsrError
 from elsr.export.onnx_fp32 import CHECK_SHAPES, MAX_CHECK_IMAGES, TOLERANCE, check_inputs, require_parity
 from elsr.export.request import ExportRequest
@@ -116,9 +117,7 @@ def validate(path: Path, model: ELSR, data: Path, convert: bool = False, threads
 def format_validation(path: Path, result: dict) -> str:
     versus = ("identical to FP32" if not np.isfinite(result["psnr_y_vs_fp32"]) else
               f"{result['psnr_y_vs_fp32']:.2f} dB vs the FP32 output")
-    data = Path(result["data"])
-    label = data.parent.name if data.name == "HR" and data.parent.name else data.name or str(data)  # Set5/HR -> Set5
-    return (f"validate {label} ({result['images']} images, {path.name}): "
+    return (f"validate {dataset_name(result['data'])} ({result['images']} images, {path.name}): "
             f"PSNR-Y {result['psnr_y']:.3f} dB ({result['delta_y_db']:+.3f} vs FP32 PyTorch "
             f"{result['fp32_psnr_y']:.3f}), "
             f"PSNR-RGB {result['psnr_rgb']:.3f} dB ({result['delta_rgb_db']:+.3f} vs {result['fp32_psnr_rgb']:.3f}); "

@@ -12,6 +12,12 @@ from elsr.data.metrics import image_metrics, mean_metrics
 from elsr.io.images import list_images, mod_crop, read_image
 
 
+def dataset_name(folder: str | Path) -> str:
+    """A folder of HR test images by its set's name: Set5 for .../Set5/HR, else the folder's own name."""
+    folder = Path(folder)
+    return folder.parent.name if folder.name == "HR" and folder.parent.name else folder.name or str(folder)
+
+
 @dataclass
 class ValImage:
     name: str

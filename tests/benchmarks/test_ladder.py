@@ -12,6 +12,7 @@ from elsr.benchmarks.backends import BACKENDS
 from elsr.benchmarks.ladder import LadderConfig, LadderSize, Timing, run_ladder
 from elsr.benchmarks.ladder_report import LADDER_SECTION, budget_lines, format_report, markdown_table
 from elsr.cli.main import main
+from elsr.data.validation import dataset_name
 from elsr.io.files import section_markers
 from elsr.export.formats import FORMATS
 from elsr.export.onnx_int8 import build_int8_model, save_model
@@ -57,7 +58,7 @@ def test_ladder_command_writes_table_chart_json_and_section(tmp_path, pairs, mod
     for size in result["sizes"]:
         assert set(size["timings"]) == {"ORT FP32", "ORT INT8", "TFLite INT8"}
         assert all(t["status"] == "ok" and t["median_ms"] > 0 for t in size["timings"].values())
-        assert set(size["quality"]) == {"fp32", "int8"} and set(size["quality"]["int8"]) == {models.hr.parent.name}
+        assert set(size["quality"]) == {"fp32", "int8"} and set(size["quality"]["int8"]) == {dataset_name(models.hr)}
         assert size["params"] == sum(p.numel() for p in ELSR(ModelConfig(channels=size["channels"])).parameters())
     assert (out / "ladder.png").read_bytes()[:4] == b"\x89PNG"
     assert "c4 (4 ch)" in printed and "c8 (8 ch)" in printed and "fps, 96x128 out (fastest)" in printed
@@ -96,7 +97,7 @@ def test_budget_lines_pick_the_best_int8_size_that_fits(tmp_path, pairs, models)
     result = run_ladder(cfg)
     narrow, wide = result.sizes
     narrow.timings["ORT INT8"], wide.timings["ORT INT8"] = Timing("a", median_ms=10.0), Timing("b", median_ms=20.0)
-    data = models.hr.parent.name
+    data = dataset_name(models.hr)
     narrow.quality["int8"][data]["psnr_y"], wide.quality["int8"][data]["psnr_y"] = 30.0, 31.0
     lines = budget_lines(result)
     assert lines[0].startswith("- 30 fps (33.3 ms per frame): c8 (8 ch) INT8 with ORT INT8, 20.00 ms")
