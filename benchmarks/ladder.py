@@ -18,6 +18,7 @@ from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig
 from elsr.benchmarks.machine import Machine
 from elsr.benchmarks.results import Row
 from elsr.data.metrics import METRIC_KEYS
+from elsr.data.validation import dataset_name
 from elsr.errors import ElsrError
 from elsr.export.exporter import ExportConfig, export_model
 from elsr.export.formats import FORMATS
@@ -40,6 +41,11 @@ class LadderRuntime:
     precision: str            # fp32 | int8: whose quality its points carry
     format: str | None        # the export format that writes its file; None: the INT8 .onnx the size comes with
     io: str = "float"         # the file's I/O (the format's io_modes)
+
+    @property
+    def family(self) -> str:
+        """The runtime without the precision: ORT, TFLite, ... (a latency column of the table)."""
+        return self.label.split()[0]
 
     @property
     def key(self) -> str:
@@ -163,18 +169,13 @@ def size_name(size: LadderSize) -> str:
     return size.name or (weights.parent.name if weights.stem == "model" else weights.stem)
 
 
-def data_name(folder: Path) -> str:
-    """A test set's name: Set14 for .../Set14/HR, else the folder's own name."""
-    return folder.parent.name if folder.name.upper() == "HR" and folder.parent.name else folder.name
-
-
 def score(model: Path, cfg: LadderConfig) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """(model's means, bicubic's means) per test set, as `elsr eval` reports them."""
     model_means, bicubic = {}, {}
     for folder in cfg.data:
         mean = evaluate(EvalConfig(model=model, data=folder, convert=cfg.convert, progress=False))["mean"]
-        model_means[data_name(folder)] = {k: mean["model"][k] for k in METRIC_KEYS}
-        bicubic[data_name(folder)] = {k: mean["bicubic"][k] for k in METRIC_KEYS}
+        model_means[dataset_name(folder)] = {k: mean["model"][k] for k in METRIC_KEYS}
+        bicubic[dataset_name(folder)] = {k: mean["bicubic"][k] for k in METRIC_KEYS}
     return model_means, bicubic
 
 

@@ -9,13 +9,13 @@ import json
 import os
 from pathlib import Path
 
-from elsr.benchmarks.ladder import PRECISIONS, RUNTIMES, LadderResult, SizeResult, Timing
+from elsr.benchmarks.ladder import PRECISIONS, RUNTIMES, LadderResult, LadderRuntime, SizeResult, Timing
 from elsr.benchmarks.report import BENCHMARKS_TITLE
 from elsr.io.files import atomic_path, write_section, write_text
 
 LADDER_SECTION = "size ladder"
 CHART = "ladder.png"
-FAMILIES = tuple(dict.fromkeys(r.label.split()[0] for r in RUNTIMES))   # ORT, TFLite, ExecuTorch
+FAMILIES = tuple(dict.fromkeys(r.family for r in RUNTIMES))   # ORT, TFLite, ExecuTorch, CoreML
 BUDGETS_FPS = (30, 60, 120)   # frame rates the "which size" lines are given for
 
 
@@ -30,25 +30,24 @@ def size_label(size: SizeResult) -> str:
     return f"{size.name} ({size.channels} ch{', paper' if size.paper else ''})"
 
 
-def timing_of(size: SizeResult, family: str, precision: str) -> tuple[str, Timing] | None:
-    """The (runtime label, cell) of ``family`` running ``precision`` for this size, if the ladder has one."""
-    label = next((r.label for r in RUNTIMES if r.label.split()[0] == family and r.precision == precision), None)
-    return (label, size.timings[label]) if label in size.timings else None
+def timing_of(size: SizeResult, family: str, precision: str) -> Timing | None:
+    """The cell of ``family`` running ``precision`` for this size, if the ladder has one."""
+    label = next((r.label for r in RUNTIMES if r.family == family and r.precision == precision), None)
+    return size.timings.get(label)
 
 
-def timing_cell(found: tuple[str, Timing] | None) -> str:
-    if found is None:
+def timing_cell(timing: Timing | None) -> str:
+    if timing is None:
         return "-"
-    timing = found[1]
     if not timing.ok:
         return timing.status.split(":", 1)[0]   # the reason is in the notes under the table
     return f"{timing.median_ms:.2f} (CPU {timing.cpu_ms:.1f})" if timing.cpu_ms is not None else \
         f"{timing.median_ms:.2f}"
 
 
-def fastest(size: SizeResult, precision: str | None = None) -> tuple[str, Timing] | None:
-    """The quickest ok runtime of the size (of one precision, or any)."""
-    found = [(r.label, size.timings[r.label]) for r in RUNTIMES
+def fastest(size: SizeResult, precision: str | None = None) -> tuple[LadderRuntime, Timing] | None:
+    """The quickest ok runtime of the size (of one precision, or any) and its cell."""
+    found = [(r, size.timings[r.label]) for r in RUNTIMES
              if r.label in size.timings and size.timings[r.label].ok
              and (precision is None or r.precision == precision)]
     return min(found, key=lambda item: item[1].median_ms) if found else None
@@ -83,7 +82,7 @@ def markdown_table(result: LadderResult) -> str:
                 cells += quality_cells(size, precision, data)
             cells += [timing_cell(timing_of(size, family, precision)) for family in FAMILIES]
             best = fastest(size, precision)
-            cells.append(f"{best[1].fps:.0f} ({best[0].split()[0]})" if best else "-")
+            cells.append(f"{best[1].fps:.0f} ({best[0].family})" if best else "-")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -100,8 +99,8 @@ def budget_lines(result: LadderResult) -> list[str]:
         if not fitting:
             lines.append(f"- {fps} fps ({budget:.1f} ms per frame): no INT8 size fits on this machine.")
             continue
-        size, (label, timing) = max(fitting, key=lambda item: item[0].quality["int8"][held_out]["psnr_y"])
-        lines.append(f"- {fps} fps ({budget:.1f} ms per frame): {size_label(size)} INT8 with {label}, "
+        size, (runtime, timing) = max(fitting, key=lambda item: item[0].quality["int8"][held_out]["psnr_y"])
+        lines.append(f"- {fps} fps ({budget:.1f} ms per frame): {size_label(size)} INT8 with {runtime.label}, "
                      f"{timing.median_ms:.2f} ms, {size.quality['int8'][held_out]['psnr_y']:.2f} dB PSNR-Y on "
                      f"{held_out}.")
     return lines
