@@ -152,13 +152,14 @@ def test_every_bundled_size_exports_with_the_int8_graph_tricks(tmp_path, channel
     import onnx
 
     from elsr.cli.main import main
+    from elsr.export.formats import FORMATS
     from elsr.runtime.tflite_model import litert_available
 
     fp32, int8 = size_names(channels)
     formats = [("onnx", []), ("ort", ["--int8", "--qat-checkpoint", int8])]
     formats += [("tflite", ["--int8", "--io", "int8", "--qat-checkpoint", int8])] if litert_available() else []
     for fmt, options in formats:
-        out = tmp_path / f"{fmt}.{'onnx' if fmt == 'onnx' else fmt}"
+        out = tmp_path / f"{fmt}{FORMATS[fmt].suffix}"
         assert main(["export", "--weights", fp32, "--format", fmt, *options, "--out", str(out)]) == 0, fmt
         assert out.stat().st_size > 1000
     graph = onnx.load(str(pretrained(int8))).graph
