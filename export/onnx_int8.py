@@ -220,8 +220,12 @@ def _params_from_graph(proto: onnx.ModelProto, props: dict[str, str], inits: dic
              for n, (src, out) in CONV_TENSORS.items()}
     if _depth_to_space_mode(proto) == "DCR":  # back to PyTorch's (PixelShuffle's) channel order
         convs["tail"] = convs["tail"].reordered(np.argsort(dcr_order(scale)))
-    params = QuantParams(config, fold_copies(convs, activations, c) if split else convs, activations,
-                         slope[:c] if slope.size > 1 else slope, split)
+    try:
+        folded = fold_copies(convs, activations, c) if split else convs
+    except ValueError as exc:  # copies whose weights are not two halves of one weight
+        raise ElsrError("its split skip path is not the one elsr writes", fix="export it again from its .qat.pt") \
+            from exc
+    params = QuantParams(config, folded, activations, slope[:c] if slope.size > 1 else slope, split)
     if split and not _same_convs(params.integer_convs(), convs):
         raise ElsrError("its split skip path is not the one elsr writes",
                         fix="export it again from its .qat.pt")  # the caller names the file

@@ -53,9 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decay of a moving average of the QAT weights and ranges, validated each epoch "
                              "beside the raw ones, e.g. 0.999 (default: off)")
     parser.add_argument("--no-split", dest="split", action="store_false",
-                        help="carry the skip path as one int8 copy: half the integer MACs of the default, which carries "
-                             "it as two copies offset by half a step (one more bit where the INT8 noise costs most; "
-                             "free in the INT8 ONNX graph, whose channels are padded to 16 anyway)")
+                        help="carry the skip path as one int8 copy: half the integer MACs of the default, which "
+                             "carries it as two copies offset by half a step (one more bit where the INT8 noise costs "
+                             "most, and one more bit for the weights that make or take the copies; free in the INT8 "
+                             "ONNX graph, whose channels are padded to 16 anyway)")
     parser.add_argument("--qat-checkpoint", type=Path, help="reuse a .qat.pt instead of fine-tuning again")
     add_device(parser)
     add_convert(parser)

@@ -15,13 +15,14 @@ from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.qat import selected_metrics
 
 QAT_FORMAT = "elsr-qat-checkpoint"
+QAT_VERSION = 2   # 2: a split graph's copies have int8 weights of their own (elsr.quant.fake_quant)
 
 
 def save_qat_checkpoint(path, qmodel: QuantELSR, history: list[dict], val_data: str | Path | None = None) -> None:
     """Fake-quant weights and frozen ranges, reusable for INT8 exports without training again; with the QAT
     history and, in ``meta``, the returned model's own validation scores on ``val_data``."""
     meta = {"val": selected_metrics(history), **({"val_data": str(val_data)} if val_data else {})}
-    payload = {"format": QAT_FORMAT, "version": 1, "arch": qmodel.config.to_dict(), "split": qmodel.split,
+    payload = {"format": QAT_FORMAT, "version": QAT_VERSION, "arch": qmodel.config.to_dict(), "split": qmodel.split,
                "model": {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}, "history": history,
                "meta": meta}
     with atomic_path(path) as tmp:
@@ -39,6 +40,10 @@ def read_qat_checkpoint(path) -> tuple[QuantELSR, dict]:
                         fix="run 'elsr quantize' again")
     refuse_non_finite(ckpt["model"].items(), path)
     split = ckpt.get("split") is True
+    if split and ckpt.get("version") != QAT_VERSION:
+        raise ElsrError("QAT checkpoint from an older elsr, whose split skip path had one int8 weight for both copies",
+                        path=path, fix="pass the INT8 .onnx made from it (elsr still reads those) or run "
+                                       "'elsr quantize' again")
     qmodel = QuantELSR(ELSR(arch_config(ckpt, path)), split=split)
     state = {**qmodel.state_dict(), **ckpt["model"]}  # checkpoints from before learned ranges lack their keys
     misfit = set(state) != set(qmodel.state_dict())

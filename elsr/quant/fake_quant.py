@@ -12,8 +12,13 @@ builds (and the TFLite graph of ``elsr.export.tflite``), so what QAT trains is w
   two int8 channels, each holding half the value, offset by plus and minus a quarter of a quantization step.
   Their rounding errors then differ and the sum of the two copies has steps half as large: one more bit where
   the noise costs most, for twice the channels on that path (zero padding that the INT8 ONNX graph has anyway).
-  The consumers add the copies back (body_conv1 and tail take both with the same weights), so in float the
-  graph computes exactly the unsplit network; the offsets are integer biases that cancel in the sum.
+  The consumers add the copies back (body_conv1 and tail take both); the offsets are integer biases that cancel
+  in the sum.
+- on a split graph the weights get one more bit too, at no cost: every conv that makes or takes the copies holds
+  two int8 weights per float weight (one per copy), ``ceil(n / 2)`` and ``floor(n / 2)`` of its ``n`` half
+  steps, ``n = round(2 w / step)`` in [-254, 254]. Made into copies (head, body_conv2) they add up to the weight
+  on a grid of half a step; taking the copies (body_conv1, tail) they act on two near-equal halves of one
+  tensor, so the conv applies the mean of the two, the same half-step weight.
 """
 
 from __future__ import annotations
@@ -123,6 +128,16 @@ def weight_scales(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-8) / W_QMAX
 
 
+def half_step_weights(weight: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two int8 weights a split graph holds per float weight, in steps of ``scales`` (per output channel):
+    ``ceil(n / 2)`` and ``floor(n / 2)`` of its ``n = round(2 weight / step)`` half steps (straight-through
+    gradients, half of ``n``'s to each)."""
+    steps = scales.reshape(-1, *([1] * (weight.dim() - 1)))
+    halves = torch.clamp(round_ste(2 * weight / steps), -2 * W_QMAX, 2 * W_QMAX)
+    lower = halves / 2 + (torch.floor(halves.detach() / 2) - halves.detach() / 2)
+    return halves - lower, lower
+
+
 def fake_quant_weight(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     zeros = torch.zeros_like(scales, dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(weight, scales, zeros, 0, W_QMIN, W_QMAX)
@@ -169,49 +184,63 @@ class QuantELSR(nn.Module):
     def range_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.startswith("quant.")]
 
-    def _conv(self, layer: nn.Conv2d, x: torch.Tensor, input_quant: str) -> torch.Tensor:
+    def _bias(self, layer: nn.Conv2d, input_quant: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's per-channel int8 weight steps and its bias on the int32 grid input step x weight step."""
         w_scales = weight_scales(layer.weight)
-        b_scales = self.quant[input_quant].qparams()[0] * w_scales
-        return F.conv2d(x, fake_quant_weight(layer.weight, w_scales), fake_quant_bias(layer.bias, b_scales),
-                        padding=1)
+        return w_scales, fake_quant_bias(layer.bias, self.quant[input_quant].qparams()[0] * w_scales)
 
-    def _copies(self, pre: torch.Tensor, name: str, layer: nn.Conv2d, input_quant: str,
-                offset: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two quantized copies of a split conv's output: half its pre-activation plus and minus the offset,
-        rounded to the copies' integer bias grid."""
+    def _conv(self, layer: nn.Conv2d, x: torch.Tensor, input_quant: str) -> torch.Tensor:
+        w_scales, bias = self._bias(layer, input_quant)
+        return F.conv2d(x, fake_quant_weight(layer.weight, w_scales), bias, padding=1)
+
+    def _output_copies(self, layer: nn.Conv2d, x: torch.Tensor, name: str, input_quant: str,
+                       offset: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two quantized copies of a split conv's output: each from its own int8 weights (half_step_weights) at
+        half the step, with half the bias plus and minus the offset rounded to the copies' integer bias grid."""
+        w_scales, bias = self._bias(layer, input_quant)
         in_scale = self.quant[input_quant].qparams()[0]
-        w_scales = weight_scales(layer.weight).cpu().numpy()
-        levels = split_offset_levels(offset, in_scale, w_scales)
-        shift = torch.from_numpy(levels * (np.float64(in_scale) * w_scales.astype(np.float64) / COPIES))
-        shift = shift.to(pre.dtype).to(pre.device)[None, :, None, None]
-        half = pre / COPIES
-        return self.quant[name](half + shift), self.quant[name](half - shift)
+        scales = w_scales.detach().cpu().numpy()
+        levels = split_offset_levels(offset, in_scale, scales)
+        shift = torch.from_numpy(levels * (np.float64(in_scale) * scales.astype(np.float64) / COPIES))
+        shift = shift.to(x.dtype).to(x.device)
+        steps = (w_scales / COPIES)[:, None, None, None]
+        upper, lower = half_step_weights(layer.weight, w_scales)
+        half_bias = bias / COPIES
+        return (self.quant[name](F.conv2d(x, upper * steps, half_bias + shift, padding=1)),
+                self.quant[name](F.conv2d(x, lower * steps, half_bias - shift, padding=1)))
+
+    def _input_copies(self, layer: nn.Conv2d, copies: tuple[torch.Tensor, torch.Tensor],
+                      input_quant: str) -> torch.Tensor:
+        """A conv taking the two copies of its input, each with its own int8 weights (half_step_weights)."""
+        w_scales, bias = self._bias(layer, input_quant)
+        steps = w_scales[:, None, None, None]
+        upper, lower = half_step_weights(layer.weight, w_scales)
+        return F.conv2d(copies[0], upper * steps, bias, padding=1) + F.conv2d(copies[1], lower * steps, padding=1)
 
     def _split_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """head, body_conv1, body_act, body_conv2, add as the sums of what the integer graph holds."""
+        """head, body_conv1, body_act, body_conv2, add (as the sums of the copies the integer graph holds) and tail."""
         q = self.quant
         offsets = split_offsets(q["head"].qparams()[0], q["add"].qparams()[0])
-        heads = self._copies(self._conv(self.head, x, "input"), "head", self.head, "input", offsets["head"])
-        head = heads[0] + heads[1]
-        c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
+        heads = self._output_copies(self.head, x, "head", "input", offsets["head"])
+        c1 = q["body_conv1"](self._input_copies(self.body_conv1, heads, "head"))
         act = q["body_act"](self.body_act(c1))
-        c2s = self._copies(self._conv(self.body_conv2, act, "body_act"), "body_conv2", self.body_conv2, "body_act",
-                           offsets["body_conv2"])
-        added = q["add"](heads[0] + c2s[0]) + q["add"](heads[1] + c2s[1])
-        return head, c1, act, c2s[0] + c2s[1], added
+        c2s = self._output_copies(self.body_conv2, act, "body_conv2", "body_act", offsets["body_conv2"])
+        adds = (q["add"](heads[0] + c2s[0]), q["add"](heads[1] + c2s[1]))
+        tail = q["tail"](self._input_copies(self.tail, adds, "add"))
+        return heads[0] + heads[1], c1, act, c2s[0] + c2s[1], adds[0] + adds[1], tail
 
     def forward(self, x: torch.Tensor, taps: dict | None = None) -> torch.Tensor:
         q = self.quant
         x = q["input"](x)
         if self.split:
-            head, c1, act, c2, added = self._split_forward(x)
+            head, c1, act, c2, added, tail = self._split_forward(x)
         else:
             head = q["head"](self._conv(self.head, x, "input"))
             c1 = q["body_conv1"](self._conv(self.body_conv1, head, "head"))
             act = q["body_act"](self.body_act(c1))
             c2 = q["body_conv2"](self._conv(self.body_conv2, act, "body_act"))
             added = q["add"](head + c2)
-        tail = q["tail"](self._conv(self.tail, added, "add"))
+            tail = q["tail"](self._conv(self.tail, added, "add"))
         if taps is not None:
             taps.update(head=head, body_conv1=c1, body_act=act, body_conv2=c2, add=added, tail=tail)
         return self.upsample(tail)

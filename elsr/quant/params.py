@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from elsr.model.network import ELSR, ModelConfig
-from elsr.quant.fake_quant import (COPIES, SPLIT, W_QMAX, W_QMIN, QuantELSR, split_offset_levels, split_offsets,
-                                   weight_scales)
+from elsr.quant.fake_quant import (COPIES, SPLIT, W_QMAX, W_QMIN, QuantELSR, half_step_weights, split_offset_levels,
+                                   split_offsets, weight_scales)
 
 
 @dataclass
@@ -19,10 +19,18 @@ class ConvParams:
     weight_scale: np.ndarray    # float32 (out,)
     bias: np.ndarray            # int32 (out,)
     bias_scale: np.ndarray      # float32 (out,) = input scale * weight scale
+    half_step: np.ndarray | None = None  # split graphs: 0/1 (int8, as weight): the weight is weight + half_step / 2
+                                         # steps, held as two int8 copies, weight + half_step and weight
 
     def reordered(self, order) -> "ConvParams":
         """The same conv with its output channels in ``order`` (entry k: the channel that becomes channel k)."""
-        return ConvParams(self.weight[order], self.weight_scale[order], self.bias[order], self.bias_scale[order])
+        half = None if self.half_step is None else self.half_step[order]
+        return ConvParams(self.weight[order], self.weight_scale[order], self.bias[order], self.bias_scale[order], half)
+
+    def copy_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 weights of the two copies: ``weight + half_step`` (the first) and ``weight``."""
+        half = np.zeros_like(self.weight) if self.half_step is None else self.half_step
+        return (self.weight.astype(np.int16) + half).astype(np.int8), self.weight
 
 
 @dataclass
@@ -48,7 +56,8 @@ class QuantParams:
     def integer_convs(self) -> dict[str, ConvParams]:
         """The convs as the integer graph holds them: ``convs`` itself, or with ``split`` the copies: head and
         body_conv2 give each output channel twice (weights halved through their scales, biases offset by
-        +-split_offset_levels), body_conv1 and tail take each input channel twice with the same weights."""
+        +-split_offset_levels), body_conv1 and tail take each input channel twice; each copy has its own int8
+        weights (ConvParams.copy_weights)."""
         if not self.split:
             return dict(self.convs)
         act, convs = self.activations, self.convs
@@ -62,34 +71,44 @@ class QuantParams:
 
 
 def _output_copies(conv: ConvParams, levels: np.ndarray) -> ConvParams:
-    """Each output channel twice: the same int8 weights at half the scale (exactly half the weights), the int32
+    """Each output channel twice: the copies' int8 weights at half the scale (adding up to the weight), the int32
     bias plus ``levels`` for the first copies and minus for the second (bias scale halved with the weights)."""
     bias = conv.bias.astype(np.int64)
     biases = np.concatenate([bias + levels, bias - levels])
     if np.abs(biases).max() >= 2 ** 31:
         raise ValueError("split bias offset outside int32")
-    return ConvParams(weight=np.concatenate([conv.weight, conv.weight]),
+    return ConvParams(weight=np.concatenate(conv.copy_weights()),
                       weight_scale=np.tile(conv.weight_scale / np.float32(COPIES), COPIES),
                       bias=biases.astype(np.int32), bias_scale=np.tile(conv.bias_scale / np.float32(COPIES), COPIES))
 
 
 def _input_copies(conv: ConvParams) -> ConvParams:
-    """The conv taking each input channel twice (the two copies) with the same weights: it sums them."""
-    return ConvParams(np.concatenate([conv.weight, conv.weight], axis=1), conv.weight_scale, conv.bias,
-                      conv.bias_scale)
+    """The conv taking each input channel twice (the two copies), each copy with its own int8 weights."""
+    return ConvParams(np.concatenate(conv.copy_weights(), axis=1), conv.weight_scale, conv.bias, conv.bias_scale)
 
 
 def fold_copies(convs: dict[str, ConvParams], activations: dict[str, tuple[float, int]],
                 channels: int) -> dict[str, ConvParams]:
-    """The unsplit convs of a split graph's ``convs`` (the inverse of QuantParams.integer_convs)."""
+    """The unsplit convs of a split graph's ``convs`` (the inverse of QuantParams.integer_convs). Files from before
+    the copies had weights of their own hold the same weights twice: their half steps are 0."""
     c = channels
-    folded = {name: ConvParams(conv.weight[:c], conv.weight_scale[:c] * np.float32(COPIES),
+    folded = {name: ConvParams(conv.weight[c:2 * c], conv.weight_scale[:c] * np.float32(COPIES),
                                ((conv.bias[:c].astype(np.int64) + conv.bias[c:2 * c]) // 2).astype(np.int32),
-                               conv.bias_scale[:c] * np.float32(COPIES))
+                               conv.bias_scale[:c] * np.float32(COPIES),
+                               _half_steps(conv.weight[:c], conv.weight[c:2 * c]))
               for name, conv in convs.items() if name in ("head", "body_conv2")}
-    folded.update({name: ConvParams(conv.weight[:, :c], conv.weight_scale, conv.bias, conv.bias_scale)
+    folded.update({name: ConvParams(conv.weight[:, c:2 * c], conv.weight_scale, conv.bias, conv.bias_scale,
+                                    _half_steps(conv.weight[:, :c], conv.weight[:, c:2 * c]))
                    for name, conv in convs.items() if name in ("body_conv1", "tail")})
     return folded
+
+
+def _half_steps(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The first copy's weights minus the second's: 0 or 1 in every graph elsr writes."""
+    half = first.astype(np.int16) - second
+    if half.min(initial=0) < 0 or half.max(initial=0) > 1:
+        raise ValueError("the copies' weights differ by more than a half step")
+    return half.astype(np.int8)
 
 
 @torch.no_grad()
@@ -102,12 +121,15 @@ def quant_params(model: QuantELSR) -> QuantParams:
         w_scale = weight_scales(layer.weight).float()
         in_scale = np.float32(model.quant[source].qparams()[0])
         b_scale = (w_scale * torch.tensor(in_scale)).float()
-        convs[name] = ConvParams(
-            weight=torch.clamp(torch.round(layer.weight / w_scale[:, None, None, None]), W_QMIN, W_QMAX)
-            .to(torch.int8).numpy(),
-            weight_scale=w_scale.numpy().astype(np.float32),
-            bias=torch.round(layer.bias / b_scale).to(torch.int32).numpy(),
-            bias_scale=b_scale.numpy().astype(np.float32))
+        if model.split:  # two int8 weights per weight, one per copy: weight + half_step and weight
+            upper, lower = half_step_weights(layer.weight, w_scale)
+            weight, half = lower.to(torch.int8).numpy(), (upper - lower).to(torch.int8).numpy()
+        else:
+            weight = torch.clamp(torch.round(layer.weight / w_scale[:, None, None, None]), W_QMIN, W_QMAX)
+            weight, half = weight.to(torch.int8).numpy(), None
+        convs[name] = ConvParams(weight=weight, weight_scale=w_scale.numpy().astype(np.float32),
+                                 bias=torch.round(layer.bias / b_scale).to(torch.int32).numpy(),
+                                 bias_scale=b_scale.numpy().astype(np.float32), half_step=half)
     activations = {name: quant.qparams() for name, quant in model.quant.items()}
     return QuantParams(model.config, convs, activations, model.body_act.weight.detach().float().numpy().copy(),
                        model.split)
@@ -119,7 +141,8 @@ def qat_model_from_params(params: QuantParams) -> QuantELSR:
     model = ELSR(params.config)
     with torch.no_grad():
         for name, conv in params.convs.items():
-            weight = conv.weight.astype(np.float32) * conv.weight_scale[:, None, None, None]
+            steps = conv.weight.astype(np.float32) + (0 if conv.half_step is None else conv.half_step / np.float32(2))
+            weight = steps * conv.weight_scale[:, None, None, None]
             bias = conv.bias.astype(np.float64) * conv.bias_scale
             getattr(model, name).weight.copy_(torch.from_numpy(weight))
             getattr(model, name).bias.copy_(torch.from_numpy(bias.astype(np.float32)))

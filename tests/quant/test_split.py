@@ -11,7 +11,7 @@ from elsr.errors import ElsrError
 from elsr.export.onnx_int8 import build_int8_model, quant_params_from_onnx, save_model
 from elsr.model.network import ELSR, ModelConfig
 from elsr.quant.checkpoint import load_qat_checkpoint, save_qat_checkpoint
-from elsr.quant.fake_quant import COPIES, SPLIT, QuantELSR
+from elsr.quant.fake_quant import COPIES, SPLIT, QuantELSR, fake_quant_weight, weight_scales
 from elsr.quant.params import fold_copies, qat_model_from_params, quant_params
 from elsr.runtime.contract import COPIES_KEY, model_metadata
 from tests.helpers import observe_ranges
@@ -35,13 +35,26 @@ def run_onnx(proto: onnx.ModelProto, x: torch.Tensor) -> np.ndarray:
     return session.run(None, {"lr": x.numpy()})[0]
 
 
+def on_int8_grid(model: ELSR) -> ELSR:
+    """``model`` with each conv's weights rounded to its own int8 grid: no half steps for the copies to carry."""
+    with torch.no_grad():
+        for layer in (model.head, model.body_conv1, model.body_conv2, model.tail):
+            layer.weight.copy_(fake_quant_weight(layer.weight, weight_scales(layer.weight)))
+    return model
+
+
+def without_activation_rounding(q: QuantELSR) -> QuantELSR:
+    for quant in q.quant.values():
+        quant.forward = lambda x: x
+    return q
+
+
 def test_split_graph_computes_the_unsplit_network_before_activation_rounding():
-    """With activation rounding taken out, the copies add back to the unsplit tensors: the offsets cancel."""
-    model = perturbed()
-    plain, split = QuantELSR(model), calibrated_split(model)
-    for q in (plain, split):
-        for quant in q.quant.values():
-            quant.forward = lambda x: x
+    """With activation rounding taken out (and weights the unsplit graph holds exactly), the copies add back to
+    the unsplit tensors: the offsets cancel."""
+    model = on_int8_grid(perturbed())
+    plain = without_activation_rounding(QuantELSR(model))
+    split = without_activation_rounding(calibrated_split(model))
     x = torch.rand(1, 3, 20, 28)
     plain_taps: dict = {}
     split_taps: dict = {}
@@ -49,6 +62,31 @@ def test_split_graph_computes_the_unsplit_network_before_activation_rounding():
         torch.testing.assert_close(split(x, split_taps), plain(x, plain_taps), atol=1e-4, rtol=0)
     for name in ("head", "body_conv2", "add"):
         torch.testing.assert_close(split_taps[name], plain_taps[name], atol=1e-4, rtol=0)
+
+
+def test_the_copies_weights_carry_one_more_bit():
+    """Each copy has its own int8 weights (ceil and floor of the weight's half steps), so before activation rounding
+    the split graph is much closer to the float network than the unsplit one with its one int8 weight."""
+    model = perturbed()
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        ref = model(x)
+        errors = {split: float(((without_activation_rounding(q)(x) - ref) ** 2).mean())
+                  for split, q in ((False, QuantELSR(model)), (True, calibrated_split(model)))}
+    assert errors[True] < errors[False] / 2   # half the weight error: a quarter of its noise, the offsets aside
+
+
+def test_copy_weights_are_the_ceiling_and_floor_of_the_half_steps():
+    model = perturbed()
+    q = calibrated_split(model)
+    params = quant_params(q)
+    for name, conv in params.convs.items():
+        weight = getattr(model, name).weight.detach()
+        halves = torch.round(2 * weight / weight_scales(weight)[:, None, None, None]).numpy().astype(np.int16)
+        first, second = conv.copy_weights()
+        np.testing.assert_array_equal(first.astype(np.int16) + second, halves, err_msg=name)
+        assert set(np.unique(conv.half_step)) <= {0, 1} and np.abs(first).max() <= 127 and np.abs(second).max() <= 127
+    assert any(conv.half_step.any() for conv in params.convs.values())
 
 
 @pytest.mark.parametrize("prelu", ["shared", "channel"])
@@ -90,7 +128,7 @@ def test_split_file_reads_back_and_rebuilds_bit_identically(tmp_path):
     read = quant_params_from_onnx(tmp_path / "split.onnx")
     assert read.split
     for name, conv in params.convs.items():
-        for field in ("weight", "weight_scale", "bias", "bias_scale"):
+        for field in ("weight", "weight_scale", "bias", "bias_scale", "half_step"):
             np.testing.assert_array_equal(getattr(read.convs[name], field), getattr(conv, field))
     rebuilt = build_int8_model(read, model_metadata(model, "int8"))
     before = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
@@ -107,7 +145,7 @@ def test_copies_fold_back_to_the_trained_convs():
     params = quant_params(calibrated_split(perturbed()))
     folded = fold_copies(params.integer_convs(), params.activations, params.config.channels)
     for name, conv in params.convs.items():
-        for field in ("weight", "weight_scale", "bias", "bias_scale"):
+        for field in ("weight", "weight_scale", "bias", "bias_scale", "half_step"):
             np.testing.assert_array_equal(getattr(folded[name], field), getattr(conv, field), err_msg=name)
     channels = params.channels()
     assert all(channels[name] == COPIES * params.config.channels for name in SPLIT)
@@ -119,7 +157,7 @@ def test_copies_that_disagree_are_refused(tmp_path):
     proto = build_int8_model(quant_params(calibrated_split(model)), model_metadata(model, "int8"))
     head = next(i for i in proto.graph.initializer if i.name == "head_w")
     weights = numpy_helper.to_array(head).copy()
-    weights[weights.shape[0] // 2] += 1
+    weights[weights.shape[0] // 2] += 2   # copies more than a half step apart
     head.CopyFrom(numpy_helper.from_array(weights, "head_w"))
     save_model(proto, tmp_path / "tampered.onnx")
     with pytest.raises(ElsrError, match="split skip path is not the one elsr writes"):
@@ -134,3 +172,30 @@ def test_qat_checkpoint_keeps_the_split(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         np.testing.assert_array_equal(loaded.eval()(x).numpy(), q(x).numpy())
+
+
+def test_files_whose_copies_share_their_weights_still_read(tmp_path):
+    """INT8 files written before the copies had weights of their own hold each weight twice: they fold to half
+    steps of 0 and give the same graph again."""
+    model = on_int8_grid(perturbed())
+    proto = build_int8_model(quant_params(calibrated_split(model)), model_metadata(model, "int8"))
+    head = numpy_helper.to_array(next(i for i in proto.graph.initializer if i.name == "head_w"))
+    c = model.config.channels
+    np.testing.assert_array_equal(head[:c], head[c:2 * c])   # one int8 weight for both copies, as before
+    save_model(proto, tmp_path / "shared_weights.onnx")
+    read = quant_params_from_onnx(tmp_path / "shared_weights.onnx")
+    assert all(not conv.half_step.any() for conv in read.convs.values())
+    rebuilt = build_int8_model(read, model_metadata(model, "int8"))
+    for before, after in zip(proto.graph.initializer, rebuilt.graph.initializer):
+        np.testing.assert_array_equal(numpy_helper.to_array(after), numpy_helper.to_array(before), err_msg=before.name)
+
+
+def test_split_qat_checkpoint_from_an_older_elsr_is_refused(tmp_path):
+    q = calibrated_split(perturbed())
+    save_qat_checkpoint(tmp_path / "qat.pt", q, [{"epoch": 1}])
+    payload = torch.load(tmp_path / "qat.pt", weights_only=True)
+    payload["version"] = 1
+    torch.save(payload, tmp_path / "old.qat.pt")
+    with pytest.raises(ElsrError, match="older elsr") as info:
+        load_qat_checkpoint(tmp_path / "old.qat.pt")
+    assert "old.qat.pt" in str(info.value) and "INT8 .onnx" in str(info.value)
