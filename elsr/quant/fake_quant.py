@@ -184,20 +184,20 @@ class QuantELSR(nn.Module):
     def range_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.startswith("quant.")]
 
-    def _bias(self, layer: nn.Conv2d, input_quant: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _steps_and_bias(self, layer: nn.Conv2d, input_quant: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The layer's per-channel int8 weight steps and its bias on the int32 grid input step x weight step."""
         w_scales = weight_scales(layer.weight)
         return w_scales, fake_quant_bias(layer.bias, self.quant[input_quant].qparams()[0] * w_scales)
 
     def _conv(self, layer: nn.Conv2d, x: torch.Tensor, input_quant: str) -> torch.Tensor:
-        w_scales, bias = self._bias(layer, input_quant)
+        w_scales, bias = self._steps_and_bias(layer, input_quant)
         return F.conv2d(x, fake_quant_weight(layer.weight, w_scales), bias, padding=1)
 
     def _output_copies(self, layer: nn.Conv2d, x: torch.Tensor, name: str, input_quant: str,
                        offset: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The two quantized copies of a split conv's output: each from its own int8 weights (half_step_weights) at
         half the step, with half the bias plus and minus the offset rounded to the copies' integer bias grid."""
-        w_scales, bias = self._bias(layer, input_quant)
+        w_scales, bias = self._steps_and_bias(layer, input_quant)
         in_scale = self.quant[input_quant].qparams()[0]
         scales = w_scales.detach().cpu().numpy()
         levels = split_offset_levels(offset, in_scale, scales)
@@ -212,7 +212,7 @@ class QuantELSR(nn.Module):
     def _input_copies(self, layer: nn.Conv2d, copies: tuple[torch.Tensor, torch.Tensor],
                       input_quant: str) -> torch.Tensor:
         """A conv taking the two copies of its input, each with its own int8 weights (half_step_weights)."""
-        w_scales, bias = self._bias(layer, input_quant)
+        w_scales, bias = self._steps_and_bias(layer, input_quant)
         steps = w_scales[:, None, None, None]
         upper, lower = half_step_weights(layer.weight, w_scales)
         return F.conv2d(copies[0], upper * steps, bias, padding=1) + F.conv2d(copies[1], lower * steps, padding=1)
