@@ -15,10 +15,16 @@ What XNNPACK runs, and how:
   quantized pattern, so the activation stays integer. XNNPACK's int8 LeakyRelu rounds its multipliers to 8
   fractional bits, so about a quarter of the output pixels land a grey level away from the QAT model (PSNR
   within 0.002 dB of the INT8 ONNX on Set5 and Set14), as in TFLite;
-- PixelShuffle is a view, a permute (``permute_copy``, int8 in the INT8 program) and a view. XNNPACK takes the
-  permute; its reshape takes no symbolic sizes, so with a dynamic height and width the two views stay outside,
-  where ExecuTorch turns them into ``et_view``: no kernel, no data moved. A fixed shape (``--fixed-shape``)
-  puts everything in one partition;
+- the tensors are NHWC, RGB interleaved as a phone's bitmap holds it (and as our TFLite files take it): the input
+  ``[1, H, W, 3]``, the output ``[1, H, s, W, 3s]``, which is the NHWC image ``[1, sH, sW, 3]`` byte for byte (a
+  reshape of the output would be a copy: ExecuTorch never returns a view). PixelShuffle is a permute to NHWC, a
+  view and a block transpose (``ShuffleNhwc``), on a tail conv whose output channels are in DCR order, the same
+  pixels as PixelShuffle; in the INT8 program the permutes run on int8. XNNPACK's reshape takes at most one
+  symbolic size, so with a dynamic height and width the view (it splits the channels, keeping H and W) stays
+  outside, where ExecuTorch makes it ``et_view``: no kernel, no data moved. No dynamic form of PixelShuffle fits
+  XNNPACK whole: each of its reshapes needs H and W apart. A fixed shape (``--fixed-shape``) puts everything in one
+  partition. NHWC is also the faster graph: the NCHW form's 6-D transpose with 4-element rows and the output copy
+  cost about 3 ms per 180x320 frame, a third of the INT8 program (ExecuTorch's profiler, BENCHMARKS.md);
 - ``--io int8`` programs take and give RGB bytes minus 128 (int8 on the pixel grid, the convention of NPU
   delegates and TFLite's ``--io int8``): the INT8 program then has no conversion at all, the FP32 one converts
   in XNNPACK. There is no uint8 variant: ExecuTorch's XNNPACK delegate takes no uint8 tensors, and the
@@ -41,6 +47,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,9 +57,9 @@ from torch import nn
 
 from elsr.export.request import ExportRequest
 from elsr.export.tflite import INT8_SHIFT
-from elsr.model.network import DEFAULT_FRAME, ELSR
+from elsr.model.network import DEFAULT_FRAME, ELSR, dcr_order
 from elsr.quant.params import QuantParams
-from elsr.runtime.contract import (COPIES_KEY, INPUT_NAME, OUTPUT_NAME, PTE_FORMAT_TAG, PTE_METADATA_METHOD,
+from elsr.runtime.contract import (COPIES_KEY, INPUT_NAME, NHWC, OUTPUT_NAME, PTE_FORMAT_TAG, PTE_METADATA_METHOD,
                                    model_metadata)
 from elsr.runtime.pte_model import import_executorch
 
@@ -72,20 +79,32 @@ def _qd():
 # ------------------------------------------------------------------------------------------- the modules
 
 
-class ShuffleByPermute(nn.Module):
-    """PixelShuffle as view, ``permute_copy``, view; ``around`` wraps the permute (INT8: dequantize ... quantize)."""
+def _plain(x: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return op(x)
 
-    def __init__(self, scale: int, around=None) -> None:
+
+class ShuffleNhwc(nn.Module):
+    """PixelShuffle into the NHWC image, from a tail whose output channels are in DCR order (``dcr_order``): a
+    permute to NHWC, a view splitting the channels into (sub-row i, sub-column j and colour), and a transpose of
+    the sub-row past the column: out ``[n, h, s, w, s*C]``, the bytes of ``[n, s*h, s*w, C]``. ``wrap(x, op)``
+    runs each op (INT8: between a dequantize and a quantize, so XNNPACK takes it on int8); ``wrap_view`` also
+    the view (a fixed shape, where XNNPACK takes the view)."""
+
+    def __init__(self, scale: int, wrap=_plain, wrap_view: bool = False) -> None:
         super().__init__()
-        self.scale, self.around = scale, around
+        self.scale, self.wrap, self.wrap_view = scale, wrap, wrap_view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         s = self.scale
-        x = x.view(n, c // (s * s), s, s, h, w)
-        x = self.around(x, lambda t: torch.permute_copy(t, (0, 1, 4, 2, 5, 3))) if self.around else \
-            torch.permute_copy(x, (0, 1, 4, 2, 5, 3))
-        return x.view(n, c // (s * s), h * s, w * s)
+        x = self.wrap(x, lambda t: torch.permute_copy(t, (0, 2, 3, 1)))
+        view = (lambda t: t.view(n, h, w, s, c // s))
+        x = self.wrap(x, view) if self.wrap_view else view(x)
+        return self.wrap(x, lambda t: torch.permute_copy(t, (0, 1, 3, 2, 4)))
+
+
+def _to_nchw(x: torch.Tensor) -> torch.Tensor:
+    return torch.permute_copy(x, (0, 3, 1, 2))
 
 
 PIXEL_GRID = (1 / 255, -INT8_SHIFT)   # int8 pixels: value (p - 128) means p / 255
@@ -101,41 +120,44 @@ def _float_pixels(x: torch.Tensor) -> torch.Tensor:
 
 
 class Fp32Program(nn.Module):
-    """The FP32 network with the permute form of PixelShuffle; with ``io='int8'``, RGB bytes minus 128 at the ends
-    (XNNPACK converts them to and from float32)."""
+    """The FP32 network on NHWC tensors (``ShuffleNhwc``, the tail's channels in DCR order); with ``io='int8'``,
+    RGB bytes minus 128 at the ends (XNNPACK converts them to and from float32)."""
 
-    def __init__(self, model: ELSR, io: str) -> None:
+    def __init__(self, model: ELSR, io: str, fixed: bool) -> None:
         super().__init__()
         self.model, self.io = copy.deepcopy(model).cpu().eval(), io
-        around = (lambda t, permute: _int8_pixels(permute(t))) if io == "int8" else None
-        self.model.upsample = ShuffleByPermute(model.scale, around)
+        order = dcr_order(model.scale)
+        with torch.no_grad():
+            self.model.tail.weight.copy_(model.tail.weight[order])
+            self.model.tail.bias.copy_(model.tail.bias[order])
+        self.model.upsample = ShuffleNhwc(model.scale, wrap_view=fixed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(_float_pixels(x) if self.io == "int8" else x)
+        y = self.model(_to_nchw(_float_pixels(x) if self.io == "int8" else x))
+        return _int8_pixels(y) if self.io == "int8" else y
 
 
 class Int8Program(nn.Module):
     """The integer model of QAT parameters as a quantize/dequantize graph (PT2E's form), int8 activations."""
 
-    def __init__(self, params: QuantParams, io: str) -> None:
+    def __init__(self, params: QuantParams, io: str, fixed: bool) -> None:
         super().__init__()
         self.io, self.scale = io, params.config.scale
         self.act = {name: (float(np.float32(s)), int(z) - INT8_SHIFT) for name, (s, z) in params.activations.items()}
         for name, conv in params.integer_convs().items():   # split: the skip path's two copies per channel
-            self.register_buffer(f"{name}_w", torch.from_numpy(conv.weight.astype(np.int8)))
-            self.register_buffer(f"{name}_w_scale", torch.from_numpy(conv.weight_scale.astype(np.float32)))
+            rows = dcr_order(self.scale) if name == "tail" else slice(None)   # for ShuffleNhwc
+            self.register_buffer(f"{name}_w", torch.from_numpy(conv.weight[rows].astype(np.int8)))
+            self.register_buffer(f"{name}_w_scale", torch.from_numpy(conv.weight_scale[rows].astype(np.float32)))
             self.register_buffer(f"{name}_w_zero", torch.zeros(len(conv.weight_scale), dtype=torch.int64))
-            bias = conv.bias.astype(np.float64) * conv.bias_scale.astype(np.float64)
+            bias = conv.bias[rows].astype(np.float64) * conv.bias_scale[rows].astype(np.float64)
             self.register_buffer(f"{name}_b", torch.from_numpy(bias.astype(np.float32)))
         self.shared_slope = float(params.slope.reshape(-1)[0]) if params.slope.size == 1 else None
         self.slope = nn.Parameter(torch.from_numpy(params.slope.reshape(-1).astype(np.float32)), requires_grad=False)
-        self.upsample = ShuffleByPermute(self.scale, around=self._int8_permute)
+        self.upsample = ShuffleNhwc(self.scale, lambda x, op: self.on_int8(x, op, "tail"), wrap_view=fixed)
 
-    def _int8_permute(self, x: torch.Tensor, permute) -> torch.Tensor:
-        """The permute on int8 (XNNPACK's quantized pattern), then float32 out in the same partition (int8 I/O:
-        the int8 result is the output)."""
-        y = self.q(permute(self.dq(x, "tail")), "tail")
-        return y if self.io == "int8" else self.dq(y, "tail")
+    def on_int8(self, x: torch.Tensor, op, name: str) -> torch.Tensor:
+        """``op`` (a permute or a view) on the int8 tensor ``x`` of range ``name``: XNNPACK's quantized pattern."""
+        return self.q(op(self.dq(x, name)), name)
 
     def q(self, x: torch.Tensor, name: str) -> torch.Tensor:
         scale, zero_point = self.act[name]
@@ -160,10 +182,11 @@ class Int8Program(nn.Module):
         """The integer graph; on a split skip path head, body_conv2 and the add hold each hidden channel twice and
         the add adds copy i of the head to copy i of body_conv2 (elementwise, as QuantELSR(split=True))."""
         x = x if self.io == "int8" else self.q(x, "input")   # int8 pixels are the input range's integers
-        head = self.conv(x, "input", "head")
+        head = self.conv(self.on_int8(x, _to_nchw, "input"), "input", "head")
         c2 = self.conv(self.activation(self.conv(head, "head", "body_conv1")), "body_act", "body_conv2")
         added = self.q(self.dq(head, "head") + self.dq(c2, "body_conv2"), "add")
-        return self.upsample(self.conv(added, "add", "tail"))
+        y = self.upsample(self.conv(added, "add", "tail"))
+        return y if self.io == "int8" else self.dq(y, "tail")
 
 
 # ------------------------------------------------------------------------------------------- lowering
@@ -184,19 +207,22 @@ def _int8_leaky_relu_config():
 
 
 def _example(request: ExportRequest) -> tuple[torch.Tensor, dict | None]:
-    """An example input and the dynamic shapes: height and width up to MAX_LR, or the fixed shape."""
+    """An NHWC example input and the dynamic shapes: height and width up to MAX_LR, or the fixed shape (given
+    NCHW, as for every format)."""
     dtype = torch.int8 if request.io == "int8" else torch.float32
     if request.fixed_shape is not None:
-        return torch.zeros(request.fixed_shape, dtype=dtype), None
+        batch, channels, height, width = request.fixed_shape
+        return torch.zeros(batch, height, width, channels, dtype=dtype), None
     height = torch.export.Dim("height", min=1, max=MAX_LR[0])
     width = torch.export.Dim("width", min=1, max=MAX_LR[1])
     example = [min(side, bound) for side, bound in zip(DEFAULT_FRAME, MAX_LR)]
-    return torch.zeros(1, 3, *example, dtype=dtype), {"x": {2: height, 3: width}}
+    return torch.zeros(1, *example, 3, dtype=dtype), {"x": {1: height, 2: width}}
 
 
 def program_module(request: ExportRequest) -> nn.Module:
-    return (Int8Program(request.quant_params, request.io) if request.int8 else
-            Fp32Program(request.model, request.io)).eval()
+    fixed = request.fixed_shape is not None
+    return (Int8Program(request.quant_params, request.io, fixed) if request.int8 else
+            Fp32Program(request.model, request.io, fixed)).eval()
 
 
 @dataclass
@@ -223,9 +249,8 @@ class Delegation:
         if not self.outside:
             return [head + "; every operator delegated"]
         count = Counter(self.outside)
-        why = {"et_view": "a reshape ExecuTorch made a view: no kernel, no data moved; XNNPACK's reshape takes no "
-                          "symbolic sizes, nor int8 tensors outside a quantized pattern",
-               "view_copy": "the last reshape, a copy: a graph output is never a view"}
+        why = {"et_view": "PixelShuffle's reshape, which ExecuTorch made a view: no kernel, no data moved; "
+                          "XNNPACK's reshape takes at most one symbolic size"}
         parts = [f"{op}{f' x{n}' if n > 1 else ''} ({why.get(op, 'a portable kernel')})" for op, n in count.items()]
         return [head, "outside XNNPACK: " + "; ".join(parts)]
 
@@ -261,13 +286,16 @@ def pte_metadata(request: ExportRequest) -> dict[str, str]:
     bound = fixed[2:] if fixed else MAX_LR
     scale = request.model.scale
     value = "int8 RGB, pixel - 128 (-128..127)" if request.io == "int8" else "float32 RGB in [0, 1]"
-    dims = "x".join(map(str, fixed)) if fixed else f"1x3xHxW, H <= {MAX_LR[0]}, W <= {MAX_LR[1]}"
+    n, h, w = (str(fixed[0]), *map(str, fixed[2:])) if fixed else ("1", "H", "W")
+    sh, sw = (str(int(h) * scale), str(int(w) * scale)) if fixed else (f"{scale}H", f"{scale}W")
+    bounds = "" if fixed else f", H <= {MAX_LR[0]}, W <= {MAX_LR[1]}"
     meta = {**model_metadata(request.model, request.precision, request.artifact_meta), "format": PTE_FORMAT_TAG,
             "io": request.io, "io_dtype": "int8" if request.io == "int8" else "float32",
             "value_range": "-128..127 (pixel - 128)" if request.io == "int8" else "0..1", "delegate": "xnnpack",
             "shape": "fixed" if fixed else "dynamic", "max_height": str(bound[0]), "max_width": str(bound[1]),
-            "contract_input": f"{INPUT_NAME} NCHW {dims} {value}",
-            "contract_output": f"{OUTPUT_NAME} NCHW, {scale}x the height and width, {value}"}
+            "layout": NHWC, "contract_input": f"{INPUT_NAME} NHWC [{n}x{h}x{w}x3]{bounds}, {value}",
+            "contract_output": f"{OUTPUT_NAME} [{n}x{h}x{scale}x{w}x{3 * scale}]: the bytes of the NHWC image "
+                               f"[{n}x{sh}x{sw}x3], {value}"}
     if request.int8:
         meta["quantization"] = ("qat; int8 per-channel weights, int32 biases, int8 activations "
                                 "(our uint8 ranges shifted by 128)")

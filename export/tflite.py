@@ -48,7 +48,7 @@ from elsr.errors import ElsrError
 from elsr.io.files import atomic_path
 from elsr.model.network import DEFAULT_FRAME, ELSR, dcr_order
 from elsr.quant.params import QuantParams
-from elsr.runtime.contract import COPIES_KEY, INPUT_NAME, OUTPUT_NAME, TFLITE_METADATA_KEY
+from elsr.runtime.contract import COPIES_KEY, INPUT_NAME, NHWC, OUTPUT_NAME, TFLITE_METADATA_KEY
 from elsr.runtime.tflite_model import schema
 
 SIGNATURE = "serving_default"
@@ -263,7 +263,7 @@ def io_contract(precision: str, io: str, scale: int, fixed_shape=None) -> dict:
         value_in = "float32 RGB in [0, 1] (pixel / 255)"
         value_out = ("float32 RGB, exactly k/255 in [0, 1]" if precision == "int8" else
                      "float32 RGB, nominally [0, 1]: clip, then round(x * 255)")
-    return {"layout": "NHWC", "input": f"{INPUT_NAME} [{'x'.join(map(str, dims))}x3] {value_in}",
+    return {"layout": NHWC, "input": f"{INPUT_NAME} [{'x'.join(map(str, dims))}x3] {value_in}",
             "output": f"{OUTPUT_NAME} [{'x'.join(map(str, out_dims))}x3] {value_out}",
             "shape": "dynamic (resize the input tensor)" if dynamic else "fixed"}
 
@@ -271,7 +271,7 @@ def io_contract(precision: str, io: str, scale: int, fixed_shape=None) -> dict:
 def _metadata(precision: str, scale: int, io: str, fixed_shape, extra: dict | None) -> dict[str, str]:
     contract = io_contract(precision, io, scale, fixed_shape)
     dtype = IO_DTYPE[io]
-    fields = {**(extra or {}), "precision": precision, "scale": str(scale), "layout": "NHWC",
+    fields = {**(extra or {}), "precision": precision, "scale": str(scale), "layout": NHWC,
               "channel_order": "RGB", "io": io, "io_dtype": dtype, "value_range": VALUE_RANGE[dtype],
               **{f"contract_{k}": v for k, v in contract.items()}}
     return {k: str(v) for k, v in fields.items()}

@@ -134,16 +134,19 @@ def typed_io_info(path: Path, metadata: dict[str, str], input_dtype) -> ModelInf
     return info
 
 
-def probe_scale(run: Callable[[np.ndarray], np.ndarray], path: Path, fix: str) -> int:
-    """The scale of a model without a 'scale' entry: the ratio of output to input on a blank image."""
+def probe_scale(run: Callable[[np.ndarray], np.ndarray], path: Path, fix: str,
+                fixed: tuple[int, tuple[int, int]] | None = None) -> int:
+    """The scale of a model without a 'scale' entry: the ratio of output to input on a blank image
+    (``PROBE_SIZE`` square, or the ``(batch, (height, width))`` a fixed-shape model takes)."""
+    batch, (height, width) = fixed or (1, (PROBE_SIZE, PROBE_SIZE))
     try:
-        height, width = run(np.zeros((1, 3, PROBE_SIZE, PROBE_SIZE), np.float32)).shape[2:]
+        out_height, out_width = run(np.zeros((batch, 3, height, width), np.float32)).shape[2:]
     except Exception as exc:  # noqa: BLE001 - runtimes raise their own error types for unrunnable shapes
-        raise ElsrError(f"the model fails on a {PROBE_SIZE}x{PROBE_SIZE} image: {exc}", path=path, fix=fix) from exc
-    if height != width or height % PROBE_SIZE or height == 0:
-        raise ElsrError(f"cannot tell the scale: a {PROBE_SIZE}x{PROBE_SIZE} image gave {width}x{height}",
+        raise ElsrError(f"the model fails on a {width}x{height} image: {exc}", path=path, fix=fix) from exc
+    if out_height * width != out_width * height or out_height % height or out_height == 0:
+        raise ElsrError(f"cannot tell the scale: a {width}x{height} image gave {out_width}x{out_height}",
                         path=path, fix=fix)
-    return height // PROBE_SIZE
+    return out_height // height
 
 
 def check_scale(found: int, asked: int | None, path: Path, kind: str) -> int:

@@ -1,7 +1,7 @@
 """The I/O contract of every model file elsr writes, in one place: the exporters write it, the loaders read it.
 
-- tensors: input ``lr`` and output ``sr``, RGB, NCHW float32 in [0, 1] for ONNX/ORT (TFLite: NHWC,
-  float32 in [0, 1] or uint8 pixels, its own ``io_contract``);
+- tensors: input ``lr`` and output ``sr``, RGB, NCHW float32 in [0, 1] for ONNX/ORT (TFLite and ExecuTorch:
+  NHWC, float32 in [0, 1] or pixels, their own contracts);
 - metadata (ONNX ``metadata_props``, a JSON entry ``elsr`` in a TFLite file, the JSON bytes an ExecuTorch
   program's constant method ``elsr_metadata`` returns, the ``user_defined_metadata`` of a Core ML model): the
   format tag, scale, layout, value range, precision, parameter count, validation PSNR, commit and command.
@@ -15,6 +15,7 @@ from elsr.model.network import ELSR, count_parameters
 from elsr.provenance import provenance
 
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+NCHW, NHWC = "NCHW", "NHWC"          # metadata 'layout': ONNX/ORT NCHW; TFLite and ExecuTorch NHWC
 ONNX_FORMAT_TAG = "elsr-onnx"          # metadata 'format' of ONNX and ORT files
 TFLITE_FORMAT_TAG = "elsr-tflite"      # metadata 'format' of TFLite files
 TFLITE_METADATA_KEY = "elsr"           # the TFLite Model.metadata entry holding our JSON metadata
@@ -32,7 +33,7 @@ def model_metadata(model: ELSR, precision: str = "fp32", meta: dict | None = Non
     meta = meta or {}
     fields: dict[str, object] = {
         "format": ONNX_FORMAT_TAG, "scale": model.scale, "value_range": "0..1", "channel_order": "RGB",
-        "layout": "NCHW", "input": INPUT_NAME, "output": OUTPUT_NAME, "precision": precision,
+        "layout": NCHW, "input": INPUT_NAME, "output": OUTPUT_NAME, "precision": precision,
         "parameters": count_parameters(model)}
     for key in ("psnr_y", "psnr_rgb"):
         value = (meta.get("val") or {}).get(key)

@@ -134,7 +134,8 @@ class OnnxUpscaler(Upscaler):
         """The ``scale`` metadata entry, else the ratio of output to input size on a blank image."""
         stored = self.metadata.get("scale")
         if stored is None:
-            return probe_scale(self.run_array, self.path, "add a 'scale' metadata entry, or " + REEXPORT)
+            fixed = (self.fixed_batch or 1, self.fixed_size) if self.fixed_size else None
+            return probe_scale(self.run_array, self.path, "add a 'scale' metadata entry, or " + REEXPORT, fixed)
         if positive_int(stored) is None:
             raise ElsrError(f"metadata scale {stored!r} is not a positive integer", path=self.path)
         return int(stored)

@@ -36,7 +36,7 @@ import torch
 from elsr.errors import ElsrError
 from elsr.model.network import MIN_LR_SIDE
 from elsr.runtime.base import ModelInfo, Upscaler, check_scale, probe_scale, typed_io_info
-from elsr.runtime.contract import PTE_METADATA_METHOD, PTE_METHOD, positive_int
+from elsr.runtime.contract import NCHW, NHWC, PTE_METADATA_METHOD, PTE_METHOD, positive_int
 
 PTE_SUFFIXES = (".pte",)
 EXECUTORCH_PACKAGE = "executorch"     # the module the executorch extra installs
@@ -171,12 +171,15 @@ class PteModel:
         self.input_dtype = self._dtype(meta.input_tensor_meta(0))
         self.output_dtype = self._dtype(meta.output_tensor_meta(0))
         self.input_sizes = tuple(meta.input_tensor_meta(0).sizes())  # the upper bound of a dynamic program
-        if len(self.input_sizes) != 4 or self.input_sizes[1] != 3:
-            raise ElsrError(f"not an image model: input of shape {list(self.input_sizes)}, expected Nx3xHxW",
+        self.layout = NHWC if self.metadata.get("layout") == NHWC else NCHW   # ours: NHWC; older or foreign: NCHW
+        channel_axis = 3 if self.layout == NHWC else 1
+        if len(self.input_sizes) != 4 or self.input_sizes[channel_axis] != 3:
+            expected = "NxHxWx3" if self.layout == NHWC else "Nx3xHxW"
+            raise ElsrError(f"not an image model: input of shape {list(self.input_sizes)}, expected {expected}",
                             path=self.path)
         with native_stderr():  # the first run starts XNNPACK, which logs what it finds of the CPU
-            self.run(torch.zeros((1, 3, MIN_LR_SIDE, MIN_LR_SIDE) if self.dynamic else self.input_sizes,
-                                 dtype=TORCH_TYPES[self.input_dtype]))
+            self.run(torch.zeros(self.nchw_to_layout((1, 3, MIN_LR_SIDE, MIN_LR_SIDE)) if self.dynamic
+                                 else self.input_sizes, dtype=TORCH_TYPES[self.input_dtype]))
 
     def _dtype(self, info) -> np.dtype:
         code = int(info.dtype())
@@ -184,6 +187,15 @@ class PteModel:
             raise ElsrError(f"not an image model: a tensor of ExecuTorch type {code}, expected float32 or int8",
                             path=self.path)
         return np.dtype(SCALAR_TYPES[code])
+
+    def nchw_to_layout(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[0], *shape[2:], shape[1]) if self.layout == NHWC else shape
+
+    @property
+    def batch_and_size(self) -> tuple[int, tuple[int, int]]:
+        """The input's batch and (height, width): fixed, or the bound of a dynamic program."""
+        n, *rest = self.input_sizes
+        return n, tuple(rest[:2] if self.layout == NHWC else rest[1:])
 
     @property
     def dynamic(self) -> bool:
@@ -196,7 +208,7 @@ class PteModel:
             return self.method.execute([x])[0]
         except RuntimeError as exc:
             raise ElsrError(f"ExecuTorch failed on a {'x'.join(map(str, x.shape))} input: {exc}", path=self.path,
-                            fix=f"inputs up to {'x'.join(map(str, self.input_sizes))} (NCHW)") from exc
+                            fix=f"inputs up to {'x'.join(map(str, self.input_sizes))} ({self.layout})") from exc
 
 
 def _metadata(program) -> dict[str, str]:
@@ -209,9 +221,16 @@ def _metadata(program) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def nhwc_image(y: np.ndarray) -> np.ndarray:
+    """An NHWC program's output, [n, h, s, w, 3s], as the image [n, sh, sw, 3] whose bytes it is (a view)."""
+    n, h, s, w, _ = y.shape
+    return y.reshape(n, h * s, w * s, 3)
+
+
 class PteUpscaler(Upscaler):
-    """A .pte program run by ExecuTorch (XNNPACK on the CPU): NCHW float32 RGB in [0, 1], or int8 pixels minus 128
-    (``--io int8``), in and out; larger images than the program's bound run in tiles."""
+    """A .pte program run by ExecuTorch (XNNPACK on the CPU): NHWC float32 RGB in [0, 1], or int8 pixels minus 128
+    (``--io int8``), in and out (a program without our NHWC layout in its metadata: NCHW); larger images than the
+    program's bound run in tiles."""
 
     def __init__(self, path: str | Path, scale: int | None = None, device: str = "auto", threads: int = 0) -> None:
         if device == "cuda":
@@ -219,18 +238,20 @@ class PteUpscaler(Upscaler):
         self.path = Path(path)
         self.name = self.path.name
         self.model = PteModel(self.path, threads)
-        _, _, height, width = self.model.input_sizes
+        batch, size = self.model.batch_and_size
         if self.model.dynamic:
-            self.max_size = (height, width)
+            self.max_size = size
         else:
-            self.fixed_size, self.fixed_batch = (height, width), self.model.input_sizes[0]
+            self.fixed_size, self.fixed_batch = size, batch
         stored = positive_int(self.model.metadata.get("scale"))
-        self.scale = check_scale(stored or probe_scale(self.run_array, self.path, REEXPORT), scale, self.path,
+        fixed = None if self.model.dynamic else (batch, size)
+        self.scale = check_scale(stored or probe_scale(self.run_array, self.path, REEXPORT, fixed), scale, self.path,
                                  "ExecuTorch")
 
     def prepare(self, x: np.ndarray) -> torch.Tensor:
         if self.model.input_dtype == np.int8:   # pixels minus 128
             x = np.clip(np.round(x * 255), 0, 255) - 128
+        x = x.transpose(0, 2, 3, 1) if self.model.layout == NHWC else x
         return torch.from_numpy(np.ascontiguousarray(x, dtype=self.model.input_dtype))
 
     def forward(self, prepared: torch.Tensor) -> torch.Tensor:
@@ -238,6 +259,7 @@ class PteUpscaler(Upscaler):
 
     def fetch(self, y: torch.Tensor) -> np.ndarray:
         y = y.numpy()
+        y = nhwc_image(y).transpose(0, 3, 1, 2) if self.model.layout == NHWC else y
         return (y.astype(np.float32) + 128) / np.float32(255) if y.dtype == np.int8 else np.asarray(y, np.float32)
 
     def run_array(self, x: np.ndarray) -> np.ndarray:
@@ -247,12 +269,15 @@ class PteUpscaler(Upscaler):
         return np.concatenate([super(PteUpscaler, self).run_array(x[i: i + 1]) for i in range(len(x))])
 
     def upscale_frame(self, lr: np.ndarray) -> np.ndarray:
-        """An int8-I/O program takes and gives the bytes with the top bit flipped (pixel - 128): no float step."""
+        """An int8-I/O program takes and gives the bytes with the top bit flipped (pixel - 128): no float step (and,
+        NHWC, no transpose)."""
         if self.model.input_dtype != np.int8 or self.model.output_dtype != np.int8:
             return super().upscale_frame(lr)
-        x = (np.ascontiguousarray(lr.transpose(2, 0, 1)[None]) ^ np.uint8(128)).view(np.int8)
-        y = self.forward(torch.from_numpy(x)).numpy()[0].view(np.uint8) ^ np.uint8(128)
-        return np.ascontiguousarray(y.transpose(1, 2, 0))
+        nhwc = self.model.layout == NHWC
+        x = (np.ascontiguousarray(lr[None] if nhwc else lr.transpose(2, 0, 1)[None]) ^ np.uint8(128)).view(np.int8)
+        y = self.forward(torch.from_numpy(x)).numpy()
+        y = nhwc_image(y)[0] if nhwc else y[0].transpose(1, 2, 0)
+        return np.ascontiguousarray(y.view(np.uint8) ^ np.uint8(128))
 
     def info(self) -> ModelInfo:
         return typed_io_info(self.path, self.model.metadata, self.model.input_dtype)

@@ -16,7 +16,7 @@ from elsr.export.onnx_int8 import build_int8_model, save_model
 from elsr.io.kinds import file_kind
 from elsr.model.checkpoint import save_checkpoint
 from elsr.model.inference import super_resolve
-from elsr.model.network import ELSR, ModelConfig
+from elsr.model.network import ELSR, ModelConfig, dcr_order
 from elsr.quant.checkpoint import save_qat_checkpoint
 from elsr.quant.fake_quant import QuantELSR
 from elsr.quant.params import quant_params
@@ -82,10 +82,30 @@ def test_fp32_program_matches_pytorch_and_knows_itself(files):
 
 def test_export_log_shows_what_xnnpack_runs(files, capsys):
     out = exported(files, capsys, "log")
-    assert "ExecuTorch XNNPACK: 7/9 operators delegated in 2 partitions (convolution x4, prelu, add, permute_copy)" \
-        in out
-    assert "et_view (a reshape ExecuTorch made a view" in out and "view_copy (the last reshape" in out
+    assert ("ExecuTorch XNNPACK: 9/10 operators delegated in 2 partitions (permute_copy x3, convolution x4, prelu, "
+            "add)") in out
+    assert "ExecuTorch outside XNNPACK: et_view (PixelShuffle's reshape, which ExecuTorch made a view" in out
+    assert "ExecuTorch contract: input lr NHWC [1xHxWx3], H <= 540, W <= 960, float32 RGB in [0, 1]" in out
+    assert "output sr [1xHx4xWx12]: the bytes of the NHWC image [1x4Hx4Wx3]" in out
     assert "parity random 1x3x180x320: max abs error" in out
+
+
+def test_program_tensors_are_nhwc_and_its_shuffle_is_pixel_shuffle_exactly(files):
+    """Input [1, H, W, 3]; output [1, H, 4, W, 12], the bytes of the NHWC image: in eager PyTorch the program's
+    graph (DCR tail, permute, view, block transpose) gives PixelShuffle's pixels bit for bit; in ExecuTorch, the
+    raw output tensor reshaped is the network's output."""
+    model = files["model"]
+    x = torch.rand(1, 3, 11, 13, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        reference = model(x).permute(0, 2, 3, 1)
+        graph = pte.Fp32Program(model, "float", fixed=False)(x.permute(0, 2, 3, 1).contiguous())
+    assert tuple(graph.shape) == (1, 11, 4, 13, 12)
+    assert torch.equal(graph.reshape(1, 44, 52, 3), reference)
+    program = load_upscaler(files["root"] / "fp32.pte").model
+    assert program.layout == "NHWC" and program.input_sizes == (1, *pte.MAX_LR, 3)
+    raw = program.run(x.permute(0, 2, 3, 1).contiguous()).numpy()
+    assert raw.shape == (1, 11, 4, 13, 12)
+    assert np.abs(pte_model.nhwc_image(raw) - reference.numpy()).max() < 1e-5
 
 
 def test_int8_delegation_keeps_every_operator_integer_in_xnnpack(files):
@@ -95,16 +115,17 @@ def test_int8_delegation_keeps_every_operator_integer_in_xnnpack(files):
     _, report = pte.pte_program(ExportRequest(files["model"], qmodel=qmodel, params=params))
     main_partition = report.partitions[0]
     assert main_partition.count("convolution") == 4 and "leaky_relu" in main_partition and "add" in main_partition
-    assert report.outside == ["et_view", "view_copy"] and not set(report.kernels_outside) - {"view_copy"}
+    assert report.outside == ["et_view"] and not report.kernels_outside
     quantized = [op for op in main_partition if op.startswith(("quantize", "dequantize"))]
-    assert len(quantized) == 4 + 7 + 7   # weights; 7 activations quantized; 7 reads dequantized (the 8th: the permute)
-    assert "permute_copy" in report.partitions[1]
+    assert len(quantized) == 4 + 9 + 9   # weights; each int8 op's input dequantized, its output quantized
+    assert main_partition.count("permute_copy") == 2 and "permute_copy" in report.partitions[1]
 
 
 def test_fixed_shape_puts_every_operator_in_one_partition(files):
-    _, report = pte.pte_program(ExportRequest(files["model"], fixed_shape=(1, 3, 24, 32)))
-    assert len(report.partitions) == 1 and not report.outside
-    assert report.lines()[0].endswith("every operator delegated")
+    for qmodel in (None, files["split"]):
+        _, report = pte.pte_program(ExportRequest(files["model"], qmodel=qmodel, fixed_shape=(1, 3, 24, 32)))
+        assert len(report.partitions) == 1 and not report.outside
+        assert report.lines()[0].endswith("every operator delegated")
     upscaler = load_upscaler(files["root"] / "fp32_fixed.pte")
     assert upscaler.fixed_size == (24, 32)
     lr = smooth_image(np.random.default_rng(2), 40, 50)    # larger than the fixed shape: in windows
@@ -133,14 +154,15 @@ def test_int8_program_is_the_qat_integer_model(files, name, reference, onnx_file
 
 def test_split_program_holds_two_copies_of_the_skip_path(files):
     """The program's int8 weights are the integer graph's (integer_convs): head and body_conv2 with twice the
-    output channels, body_conv1 and tail with twice the input channels."""
+    output channels, body_conv1 and tail with twice the input channels; the tail's output channels in DCR order."""
     params = quant_params(files["split"])
     module = pte.program_module(ExportRequest(files["model"], qmodel=files["split"], params=params))
     c = files["model"].config.channels
     assert tuple(module.head_w.shape) == (2 * c, 3, 3, 3) and tuple(module.body_conv2_w.shape) == (2 * c, c, 3, 3)
     assert tuple(module.body_conv1_w.shape) == (c, 2 * c, 3, 3) and module.tail_w.shape[1] == 2 * c
     for name, conv in params.integer_convs().items():
-        assert np.array_equal(getattr(module, f"{name}_w").numpy(), conv.weight)
+        rows = dcr_order(4) if name == "tail" else slice(None)
+        assert np.array_equal(getattr(module, f"{name}_w").numpy(), conv.weight[rows])
 
 
 def test_int8_io_takes_and_gives_bytes_minus_128(files):
@@ -162,6 +184,22 @@ def test_images_beyond_the_bound_run_in_tiles_exactly(files, tmp_path, monkeypat
     upscaler = load_upscaler(path)
     assert upscaler.max_size == (24, 32)
     lr = smooth_image(np.random.default_rng(5), 45, 70)
+    assert np.abs(upscaler(lr).astype(int) - super_resolve(files["model"], lr).astype(int)).max() <= 1
+
+
+def test_a_foreign_nchw_program_runs_as_nchw(files, tmp_path):
+    """A program without our metadata (here the plain network, NCHW, nn.PixelShuffle) is read by its input's
+    shape: NCHW, fixed."""
+    exir = pte.import_executorch("executorch.exir")
+    partitioner = pte.import_executorch("executorch.backends.xnnpack.partition.xnnpack_partitioner")
+    with torch.no_grad():
+        exported = torch.export.export(files["model"], (torch.zeros(1, 3, 20, 24),))
+    program = exir.to_edge_transform_and_lower(exported, partitioner=[partitioner.XnnpackPartitioner()])
+    path = tmp_path / "foreign.pte"
+    path.write_bytes(program.to_executorch().buffer)
+    upscaler = load_upscaler(path)
+    assert upscaler.model.layout == "NCHW" and upscaler.fixed_size == (20, 24) and upscaler.scale == 4
+    lr = smooth_image(np.random.default_rng(7), 20, 24)
     assert np.abs(upscaler(lr).astype(int) - super_resolve(files["model"], lr).astype(int)).max() <= 1
 
 

@@ -82,6 +82,12 @@ def test_scale_is_inferred_without_metadata(models, tmp_path):
     del proto.metadata_props[:]
     onnx.save(proto, str(tmp_path / "bare.onnx"))
     assert load_upscaler(tmp_path / "bare.onnx").scale == SCALE
+    for value, dims in ((proto.graph.input[0], (1, 3, 10, 12)), (proto.graph.output[0], (1, 3, 30, 36))):
+        for dim, size in zip(value.type.tensor_type.shape.dim, dims):   # a fixed shape: probed at that shape
+            dim.dim_value = size
+    onnx.save(proto, str(tmp_path / "bare_fixed.onnx"))
+    fixed = load_upscaler(tmp_path / "bare_fixed.onnx")
+    assert fixed.fixed_size == (10, 12) and fixed.scale == SCALE
 
 
 def test_ort_format_model(models, tmp_path):

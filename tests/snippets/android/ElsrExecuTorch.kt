@@ -2,15 +2,18 @@ import org.pytorch.executorch.EValue
 import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
 
-/** ELSR x4 in ExecuTorch (elsr_x4_int8_int8io.pte): planar RGB bytes minus 128 in (3 x height x width),
- *  the same out (3 x 4 height x 4 width). Flip each byte's top bit (xor 0x80) to go to and from plain pixels. */
+/** ELSR x4 in ExecuTorch (elsr_x4_int8_int8io.pte): RGB bytes in (height x width x 3, as Bitmap.toRgbBytes()
+ *  gives them), RGB bytes out (4 height x 4 width x 3, for rgbBytesToBitmap). The program's int8 is each byte
+ *  with its top bit flipped (xor 0x80); its output tensor, [1, height, 4, width, 12], is that image's bytes. */
 class ElsrExecuTorch(path: String) {
     private val module = Module.load(path)
 
-    fun upscale(planarRgbMinus128: ByteArray, height: Int, width: Int): ByteArray {
-        val shape = longArrayOf(1, 3, height.toLong(), width.toLong())
-        val lr = Tensor.fromBlob(planarRgbMinus128, shape)
-        return module.forward(EValue.from(lr))[0].toTensor().dataAsByteArray
+    fun upscale(rgb: ByteArray, height: Int, width: Int): ByteArray {
+        val lr = ByteArray(rgb.size) { (rgb[it].toInt() xor 0x80).toByte() }
+        val shape = longArrayOf(1, height.toLong(), width.toLong(), 3)
+        val sr = module.forward(EValue.from(Tensor.fromBlob(lr, shape)))[0].toTensor().dataAsByteArray
+        for (i in sr.indices) sr[i] = (sr[i].toInt() xor 0x80).toByte()
+        return sr
     }
 
     fun close() = module.destroy()
