@@ -17,14 +17,14 @@ What XNNPACK runs, and how:
   within 0.002 dB of the INT8 ONNX on Set5 and Set14), as in TFLite;
 - the tensors are NHWC, RGB interleaved as a phone's bitmap holds it (and as our TFLite files take it): the input
   ``[1, H, W, 3]``, the output ``[1, H, s, W, 3s]``, which is the NHWC image ``[1, sH, sW, 3]`` byte for byte (a
-  reshape of the output would be a copy: ExecuTorch never returns a view). PixelShuffle is a permute to NHWC, a
-  view and a block transpose (``ShuffleNhwc``), on a tail conv whose output channels are in DCR order, the same
-  pixels as PixelShuffle; in the INT8 program the permutes run on int8. XNNPACK's reshape takes at most one
-  symbolic size, so with a dynamic height and width the view (it splits the channels, keeping H and W) stays
-  outside, where ExecuTorch makes it ``et_view``: no kernel, no data moved. No dynamic form of PixelShuffle fits
-  XNNPACK whole: each of its reshapes needs H and W apart. A fixed shape (``--fixed-shape``) puts everything in one
-  partition. NHWC is also the faster graph: the NCHW form's 6-D transpose with 4-element rows and the output copy
-  cost about 3 ms per 180x320 frame, a third of the INT8 program (ExecuTorch's profiler, BENCHMARKS.md);
+  reshape of the output would be a copy: ExecuTorch never returns a view). PixelShuffle is a view and one
+  transpose (``ShuffleNhwc``) on a tail conv whose output channels are in DCR order: the same pixels (tested); in
+  the INT8 program the transpose runs on int8. XNNPACK's reshape takes at most one symbolic size, so with a
+  dynamic height and width the view (it splits the channels and keeps H and W) stays outside, where ExecuTorch
+  makes it ``et_view``: no kernel, no data moved. No dynamic form of PixelShuffle fits XNNPACK whole: each of its
+  reshapes needs H and W apart. A fixed shape (``--fixed-shape``) puts everything in one partition. Per operator
+  (``python -m elsr.benchmarks.pte_profile``), the NHWC form moves output-sized data twice (the tail's
+  NHWC -> NCHW, the transpose) where the NCHW one (view, 6-D permute, view) moved it three times;
 - ``--io int8`` programs take and give RGB bytes minus 128 (int8 on the pixel grid, the convention of NPU
   delegates and TFLite's ``--io int8``): the INT8 program then has no conversion at all, the FP32 one converts
   in XNNPACK. There is no uint8 variant: ExecuTorch's XNNPACK delegate takes no uint8 tensors, and the
@@ -84,11 +84,11 @@ def _plain(x: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor]) -> torch
 
 
 class ShuffleNhwc(nn.Module):
-    """PixelShuffle into the NHWC image, from a tail whose output channels are in DCR order (``dcr_order``): a
-    permute to NHWC, a view splitting the channels into (sub-row i, sub-column j and colour), and a transpose of
-    the sub-row past the column: out ``[n, h, s, w, s*C]``, the bytes of ``[n, s*h, s*w, C]``. ``wrap(x, op)``
-    runs each op (INT8: between a dequantize and a quantize, so XNNPACK takes it on int8); ``wrap_view`` also
-    the view (a fixed shape, where XNNPACK takes the view)."""
+    """PixelShuffle into the NHWC image, from a tail whose output channels are in DCR order (``dcr_order``): a view
+    splitting the channels into the sub-row i and (sub-column j, colour), and one transpose putting the row before
+    i and the column after it: out ``[n, h, s, w, s*C]``, the bytes of ``[n, s*h, s*w, C]``. ``wrap(x, op)`` runs
+    the transpose (INT8: between a dequantize and a quantize, so XNNPACK takes it on int8) and, with
+    ``wrap_view`` (a fixed shape, where XNNPACK takes the view), the view."""
 
     def __init__(self, scale: int, wrap=_plain, wrap_view: bool = False) -> None:
         super().__init__()
@@ -97,10 +97,9 @@ class ShuffleNhwc(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         s = self.scale
-        x = self.wrap(x, lambda t: torch.permute_copy(t, (0, 2, 3, 1)))
-        view = (lambda t: t.view(n, h, w, s, c // s))
+        view = (lambda t: t.view(n, s, c // s, h, w))
         x = self.wrap(x, view) if self.wrap_view else view(x)
-        return self.wrap(x, lambda t: torch.permute_copy(t, (0, 1, 3, 2, 4)))
+        return self.wrap(x, lambda t: torch.permute_copy(t, (0, 3, 1, 4, 2)))
 
 
 def _to_nchw(x: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ def run_elsewhere(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 def test_benchmarks_run_from_any_folder_and_the_old_names_are_gone(tmp_path):
     for module in ("elsr.benchmarks", "elsr.benchmarks.large_image", "elsr.benchmarks.data_loading",
-                   "elsr.benchmarks.video"):
+                   "elsr.benchmarks.video", "elsr.benchmarks.pte_profile"):
         done = run_elsewhere(tmp_path, "-m", module, "--help")
         assert done.returncode == 0 and done.stdout.startswith(f"usage: python -m {module}"), done.stderr
     for name in ("export", "benchmarks"):

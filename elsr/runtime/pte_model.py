@@ -142,7 +142,8 @@ def _reason(exc: Exception, native: list[str]) -> str:
 class PteModel:
     """The ``forward`` method of a .pte file in ExecuTorch's runtime, with the file's metadata and I/O types."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, profiled: bool = False) -> None:
+        """``profiled``: ExecuTorch records each operator's time (ETDump, ``write_profile``)."""
         self.path = Path(path)
         if not self.path.is_file():
             raise ElsrError("no such model file", path=self.path, fix="check the path")
@@ -151,7 +152,7 @@ class PteModel:
         failure = None
         with native_stderr() as native:   # filled when the block ends
             try:
-                program = rt.load_program(self.path)
+                program = rt.load_program(self.path, enable_etdump=profiled)
                 names = program.method_names
                 self.method = program.load_method(PTE_METHOD) if PTE_METHOD in names else None
                 self.metadata = _metadata(program) if PTE_METADATA_METHOD in names else {}
@@ -201,6 +202,10 @@ class PteModel:
     def dynamic(self) -> bool:
         """Height and width may vary (up to ``input_sizes``): what the metadata says; a foreign file is fixed."""
         return self.metadata.get("shape") == "dynamic"
+
+    def write_profile(self, etdump: Path, debug: Path) -> None:
+        """What ExecuTorch recorded so far (a ``profiled`` program): the ETDump file and its debug buffer."""
+        self.program.write_etdump_result_to_file(str(etdump), str(debug))
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """One call of ``forward`` on a prepared tensor; its output tensor."""
