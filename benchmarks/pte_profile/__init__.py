@@ -3,8 +3,9 @@ call, as ExecuTorch's own profiler records them (ETDump, read by ``executorch.de
 over the timed runs.
 
 ``python -m elsr.benchmarks.pte_profile MODEL.pte`` prints the table (and writes it into a Markdown file with
-``--markdown``). A partition's call takes longer than the sum of its operators: the rest is XNNPACK's own work
-between them (its thread pool's hand-overs, setting up shapes), which the profiler does not split out.
+``--markdown``). Two rows are differences, per run: a partition's call less its operators (XNNPACK's work between
+them: setting up shapes, its thread pool's hand-overs) and the whole call less its partitions' calls (ExecuTorch's:
+taking the input, giving the output, views).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class PteProfile:
     method_ms: float                      # the whole forward call (median)
     partitions: int                       # XNNPACK partitions called per run
     between_ms: float                     # per run, the partitions' calls less their operators (median)
+    outside_ms: float                     # per run, the call less its partitions' calls: ExecuTorch's part (median)
     events: list[ProfiledEvent] = field(default_factory=list)
 
 
@@ -61,9 +63,9 @@ def _example(program: PteModel, size: tuple[int, int]) -> torch.Tensor:
     return torch.zeros(shape, dtype=TORCH_TYPES[program.input_dtype])
 
 
-def _events(frame, runs: int) -> tuple[float, int, float, list[ProfiledEvent]]:
-    """(method, partitions, between, events) from the Inspector's table, over each event's last ``runs`` times
-    (one per run, so the runs line up across events)."""
+def _events(frame, runs: int) -> tuple[float, int, float, float, list[ProfiledEvent]]:
+    """(method, partitions, between, outside, events) from the Inspector's table, over each event's last ``runs``
+    times (one per run, so the runs line up across events)."""
     method, partitions, in_xnnpack, events = np.zeros(runs), [], np.zeros(runs), []
     for row in frame.itertuples(index=False):
         if row.event_block_name != EXECUTE_BLOCK or len(row.raw) < runs or row.event_name == WRAPPER_EVENT:
@@ -76,8 +78,9 @@ def _events(frame, runs: int) -> tuple[float, int, float, list[ProfiledEvent]]:
         else:
             events.append(ProfiledEvent(str(row.event_name), bool(row.is_delegated_op), float(np.median(times))))
             in_xnnpack += times if row.is_delegated_op else 0
-    between = float(np.median(sum(partitions, np.zeros(runs)) - in_xnnpack))
-    return float(np.median(method)), len(partitions), between, events
+    partition_calls = sum(partitions, np.zeros(runs))
+    between, outside = np.median(partition_calls - in_xnnpack), np.median(method - partition_calls)
+    return float(np.median(method)), len(partitions), float(between), float(outside), events
 
 
 def profile_program(cfg: PteProfileConfig) -> PteProfile:
@@ -91,9 +94,9 @@ def profile_program(cfg: PteProfileConfig) -> PteProfile:
         etdump, debug = Path(folder) / "profile.etdp", Path(folder) / "debug.bin"
         program.write_profile(etdump, debug)
         frame = inspector(etdump_path=str(etdump)).to_dataframe()
-    method, partitions, between, events = _events(frame, cfg.runs)
+    method, partitions, between, outside, events = _events(frame, cfg.runs)
     return PteProfile(cfg.model, program.threads, tuple(x.shape[1:3] if program.layout == NHWC else x.shape[2:]),
-                      cfg.runs, method, partitions, between, events)
+                      cfg.runs, method, partitions, between, outside, events)
 
 
 def profile_markdown(profile: PteProfile) -> str:
@@ -106,8 +109,10 @@ def profile_markdown(profile: PteProfile) -> str:
     for event in profile.events:
         where = "XNNPACK" if event.in_xnnpack else "ExecuTorch"
         lines.append(f"| {where} | {event.name} | {event.median_ms:.3f} | {event.median_ms / total:.0%} |")
-    between = profile.between_ms
+    between, outside = profile.between_ms, profile.outside_ms
     lines += [f"| XNNPACK | between its operators ({profile.partitions} partition call(s) less their operators) "
               f"| {between:.3f} | {between / total:.0%} |",
+              f"| ExecuTorch | outside the partitions (the call less its partition calls: inputs, outputs, views) "
+              f"| {outside:.3f} | {outside / total:.0%} |",
               f"| | **the forward call** | **{profile.method_ms:.3f}** | 100% |"]
     return "\n".join(lines)
