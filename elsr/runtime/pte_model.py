@@ -178,6 +178,10 @@ class PteModel:
             expected = "NxHxWx3" if self.layout == NHWC else "Nx3xHxW"
             raise ElsrError(f"not an image model: input of shape {list(self.input_sizes)}, expected {expected}",
                             path=self.path)
+        output_sizes = list(meta.output_tensor_meta(0).sizes())
+        if self.layout == NHWC and (len(output_sizes) != 5 or output_sizes[4] != 3 * output_sizes[2]):
+            raise ElsrError(f"its metadata says NHWC but its output has shape {output_sizes}, not the "
+                            f"[N, H, s, W, 3s] of an NHWC image", path=self.path, fix=REEXPORT)
         with native_stderr():  # the first run starts XNNPACK, which logs what it finds of the CPU
             self.run(torch.zeros(self.nchw_to_layout((1, 3, MIN_LR_SIDE, MIN_LR_SIDE)) if self.dynamic
                                  else self.input_sizes, dtype=TORCH_TYPES[self.input_dtype]))

@@ -203,6 +203,27 @@ def test_a_foreign_nchw_program_runs_as_nchw(files, tmp_path):
     assert np.abs(upscaler(lr).astype(int) - super_resolve(files["model"], lr).astype(int)).max() <= 1
 
 
+def test_a_program_whose_metadata_lies_about_its_layout_is_refused(files, tmp_path):
+    """NHWC input and metadata saying NHWC, but a 4-D (NCHW) output: one line naming the file, not a traceback."""
+    class NhwcInNchwOut(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x.permute(0, 3, 1, 2))
+
+    exir = pte.import_executorch("executorch.exir")
+    meta = torch.tensor(list(b'{"layout": "NHWC", "scale": "4"}'), dtype=torch.uint8)
+    with torch.no_grad():
+        exported = torch.export.export(NhwcInNchwOut(files["model"]), (torch.zeros(1, 20, 24, 3),))
+    program = exir.to_edge(exported, constant_methods={"elsr_metadata": meta})
+    path = tmp_path / "liar.pte"
+    path.write_bytes(program.to_executorch().buffer)
+    with pytest.raises(ElsrError, match=r"liar.pte: its metadata says NHWC but its output has shape \[1, 3, 80, 96\]"):
+        load_upscaler(path)
+
+
 def test_one_thread_count_per_process(files):
     upscaler = load_upscaler(files["root"] / "fp32.pte")
     current = pte_model.thread_count()
