@@ -137,7 +137,8 @@ class Fp32Program(nn.Module):
 
 
 class Int8Program(nn.Module):
-    """The integer model of QAT parameters as a quantize/dequantize graph (PT2E's form), int8 activations."""
+    """The integer model of QAT parameters as a quantize/dequantize graph (PT2E's form), int8 activations, on NHWC
+    tensors as ``Fp32Program`` (the input's permute and the pixel shuffle on int8)."""
 
     def __init__(self, params: QuantParams, io: str, fixed: bool) -> None:
         super().__init__()
