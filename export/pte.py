@@ -16,15 +16,14 @@ What XNNPACK runs, and how:
   fractional bits, so about a quarter of the output pixels land a grey level away from the QAT model (PSNR
   within 0.002 dB of the INT8 ONNX on Set5 and Set14), as in TFLite;
 - the tensors are NHWC, RGB interleaved as a phone's bitmap holds it (and as our TFLite files take it): the input
-  ``[1, H, W, 3]``, the output ``[1, H, s, W, 3s]``, which is the NHWC image ``[1, sH, sW, 3]`` byte for byte (a
-  reshape of the output would be a copy: ExecuTorch never returns a view). PixelShuffle is a view and one
-  transpose (``ShuffleNhwc``) on a tail conv whose output channels are in DCR order: the same pixels (tested); in
-  the INT8 program the transpose runs on int8. XNNPACK's reshape takes at most one symbolic size, so with a
-  dynamic height and width the view (it splits the channels and keeps H and W) stays outside, where ExecuTorch
-  makes it ``et_view``: no kernel, no data moved. No dynamic form of PixelShuffle fits XNNPACK whole: each of its
-  reshapes needs H and W apart. A fixed shape (``--fixed-shape``) puts everything in one partition. Per operator
-  (``python -m elsr.benchmarks.pte_profile``), the NHWC form moves output-sized data twice (the tail's
-  NHWC -> NCHW, the transpose) where the NCHW one (view, 6-D permute, view) moved it three times;
+  ``[1, H, W, 3]``; the output ``[1, 3s, H, sW]`` in channels-last memory (ExecuTorch dim order 0, 2, 3, 1), whose
+  bytes are the NHWC image ``[1, sH, sW, 3]``. The tail conv and PixelShuffle are ``SubRowConvs``: one conv per
+  sub-row of PixelShuffle's blocks, concatenated along the width, so the program has no reshape: with any height
+  and width XNNPACK takes every operator, in one partition. (PixelShuffle as reshapes cannot be delegated with a
+  dynamic size: XNNPACK's reshape takes at most one symbolic size, and PixelShuffle's need H and W apart.) The
+  output leaves XNNPACK in the conv's own NHWC memory, so the pixel shuffle moves the output once (the
+  concatenation), where the NCHW form (view, 6-D permute, view) moved it three times
+  (``python -m elsr.benchmarks.pte_profile``);
 - ``--io int8`` programs take and give RGB bytes minus 128 (int8 on the pixel grid, the convention of NPU
   delegates and TFLite's ``--io int8``): the INT8 program then has no conversion at all, the FP32 one converts
   in XNNPACK. There is no uint8 variant: ExecuTorch's XNNPACK delegate takes no uint8 tensors, and the
@@ -47,7 +46,6 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,31 +77,41 @@ def _qd():
 # ------------------------------------------------------------------------------------------- the modules
 
 
-def _plain(x: torch.Tensor, op: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    return op(x)
+def sub_rows(scale: int) -> list[list[int]]:
+    """The tail's output channels (PyTorch order) per sub-row i of PixelShuffle's blocks: DCR order (sub-column j,
+    then colour), ``scale * C`` each."""
+    order = dcr_order(scale)
+    rows = len(order) // scale
+    return [order[i * rows:(i + 1) * rows] for i in range(scale)]
 
 
-class ShuffleNhwc(nn.Module):
-    """PixelShuffle into the NHWC image, from a tail whose output channels are in DCR order (``dcr_order``): a view
-    splitting the channels into the sub-row i and (sub-column j, colour), and one transpose putting the row before
-    i and the column after it: out ``[n, h, s, w, s*C]``, the bytes of ``[n, s*h, s*w, C]``. ``wrap(x, op)`` runs
-    the transpose (INT8: between a dequantize and a quantize, so XNNPACK takes it on int8) and, with
-    ``wrap_view`` (a fixed shape, where XNNPACK takes the view), the view."""
+class SubRowConvs(nn.Module):
+    """A tail conv and PixelShuffle as ``scale`` convs, one per sub-row i of each output block (``sub_rows``),
+    concatenated along the width: ``[n, s*C, h, s*w]``, whose channels-last memory is (row, i, column, j, colour),
+    the NHWC image ``[n, s*h, s*w, C]`` byte for byte. Each output value is the tail's own dot product; nothing is
+    reshaped, so XNNPACK takes it with any height and width."""
 
-    def __init__(self, scale: int, wrap=_plain, wrap_view: bool = False) -> None:
+    def __init__(self, tail: nn.Conv2d, scale: int) -> None:
         super().__init__()
-        self.scale, self.wrap, self.wrap_view = scale, wrap, wrap_view
+        self.parts = nn.ModuleList()
+        for rows in sub_rows(scale):
+            conv = nn.Conv2d(tail.in_channels, len(rows), kernel_size=3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(tail.weight[rows])
+                conv.bias.copy_(tail.bias[rows])
+            self.parts.append(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        s = self.scale
-        view = (lambda t: t.view(n, s, c // s, h, w))
-        x = self.wrap(x, view) if self.wrap_view else view(x)
-        return self.wrap(x, lambda t: torch.permute_copy(t, (0, 3, 1, 4, 2)))
+        return torch.cat([conv(x) for conv in self.parts], dim=3)
 
 
 def _to_nchw(x: torch.Tensor) -> torch.Tensor:
     return torch.permute_copy(x, (0, 3, 1, 2))
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The same tensor in channels-last memory (a conv's output in XNNPACK already is: nothing moves)."""
+    return x.to(memory_format=torch.channels_last)
 
 
 PIXEL_GRID = (1 / 255, -INT8_SHIFT)   # int8 pixels: value (p - 128) means p / 255
@@ -119,20 +127,18 @@ def _float_pixels(x: torch.Tensor) -> torch.Tensor:
 
 
 class Fp32Program(nn.Module):
-    """The FP32 network on NHWC tensors (``ShuffleNhwc``, the tail's channels in DCR order); with ``io='int8'``,
-    RGB bytes minus 128 at the ends (XNNPACK converts them to and from float32)."""
+    """The FP32 network on NHWC tensors: the input permuted to NCHW, the tail and PixelShuffle as ``SubRowConvs``,
+    the output in channels-last memory (the NHWC image); with ``io='int8'``, RGB bytes minus 128 at the ends
+    (XNNPACK converts them to and from float32)."""
 
-    def __init__(self, model: ELSR, io: str, fixed: bool) -> None:
+    def __init__(self, model: ELSR, io: str) -> None:
         super().__init__()
         self.model, self.io = copy.deepcopy(model).cpu().eval(), io
-        order = dcr_order(model.scale)
-        with torch.no_grad():
-            self.model.tail.weight.copy_(model.tail.weight[order])
-            self.model.tail.bias.copy_(model.tail.bias[order])
-        self.model.upsample = ShuffleNhwc(model.scale, wrap_view=fixed)
+        self.model.tail = SubRowConvs(model.tail, model.scale)
+        self.model.upsample = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.model(_to_nchw(_float_pixels(x) if self.io == "int8" else x))
+        y = _channels_last(self.model(_to_nchw(_float_pixels(x) if self.io == "int8" else x)))
         return _int8_pixels(y) if self.io == "int8" else y
 
 
@@ -140,23 +146,25 @@ class Int8Program(nn.Module):
     """The integer model of QAT parameters as a quantize/dequantize graph (PT2E's form), int8 activations, on NHWC
     tensors as ``Fp32Program`` (the input's permute and the pixel shuffle on int8)."""
 
-    def __init__(self, params: QuantParams, io: str, fixed: bool) -> None:
+    def __init__(self, params: QuantParams, io: str) -> None:
         super().__init__()
         self.io, self.scale = io, params.config.scale
         self.act = {name: (float(np.float32(s)), int(z) - INT8_SHIFT) for name, (s, z) in params.activations.items()}
         for name, conv in params.integer_convs().items():   # split: the skip path's two copies per channel
-            rows = dcr_order(self.scale) if name == "tail" else slice(None)   # for ShuffleNhwc
-            self.register_buffer(f"{name}_w", torch.from_numpy(conv.weight[rows].astype(np.int8)))
-            self.register_buffer(f"{name}_w_scale", torch.from_numpy(conv.weight_scale[rows].astype(np.float32)))
-            self.register_buffer(f"{name}_w_zero", torch.zeros(len(conv.weight_scale), dtype=torch.int64))
-            bias = conv.bias[rows].astype(np.float64) * conv.bias_scale[rows].astype(np.float64)
-            self.register_buffer(f"{name}_b", torch.from_numpy(bias.astype(np.float32)))
+            parts = ({f"tail{i}": rows for i, rows in enumerate(sub_rows(self.scale))} if name == "tail" else
+                     {name: list(range(len(conv.weight)))})      # the tail as SubRowConvs' sub-row convs
+            for part, rows in parts.items():
+                self.register_buffer(f"{part}_w", torch.from_numpy(conv.weight[rows].astype(np.int8)))
+                self.register_buffer(f"{part}_w_scale", torch.from_numpy(conv.weight_scale[rows].astype(np.float32)))
+                self.register_buffer(f"{part}_w_zero", torch.zeros(len(rows), dtype=torch.int64))
+                bias = conv.bias[rows].astype(np.float64) * conv.bias_scale[rows].astype(np.float64)
+                self.register_buffer(f"{part}_b", torch.from_numpy(bias.astype(np.float32)))
         self.shared_slope = float(params.slope.reshape(-1)[0]) if params.slope.size == 1 else None
         self.slope = nn.Parameter(torch.from_numpy(params.slope.reshape(-1).astype(np.float32)), requires_grad=False)
-        self.upsample = ShuffleNhwc(self.scale, lambda x, op: self.on_int8(x, op, "tail"), wrap_view=fixed)
 
     def on_int8(self, x: torch.Tensor, op, name: str) -> torch.Tensor:
-        """``op`` (a permute or a view) on the int8 tensor ``x`` of range ``name``: XNNPACK's quantized pattern."""
+        """``op`` (a permute, a change of memory order) on the int8 tensor ``x`` of range ``name``: XNNPACK's
+        quantized pattern."""
         return self.q(op(self.dq(x, name)), name)
 
     def q(self, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -167,11 +175,13 @@ class Int8Program(nn.Module):
         scale, zero_point = self.act[name]
         return _qd().dequantize_per_tensor.default(x, scale, zero_point, *INT8_RANGE, torch.int8)
 
-    def conv(self, x: torch.Tensor, source: str, name: str) -> torch.Tensor:
-        """Quantized conv ``name`` reading the int8 tensor ``x`` of range ``source``; int8 out, range ``name``."""
-        weight = _qd().dequantize_per_channel.default(getattr(self, f"{name}_w"), getattr(self, f"{name}_w_scale"),
-                                                      getattr(self, f"{name}_w_zero"), 0, *WEIGHT_RANGE, torch.int8)
-        return self.q(F.conv2d(self.dq(x, source), weight, getattr(self, f"{name}_b"), padding=1), name)
+    def conv(self, x: torch.Tensor, source: str, name: str, part: str | None = None) -> torch.Tensor:
+        """Quantized conv ``name`` (its weights ``part``: a sub-row of the tail) reading the int8 tensor ``x`` of
+        range ``source``; int8 out, range ``name``."""
+        part = part or name
+        weight = _qd().dequantize_per_channel.default(getattr(self, f"{part}_w"), getattr(self, f"{part}_w_scale"),
+                                                      getattr(self, f"{part}_w_zero"), 0, *WEIGHT_RANGE, torch.int8)
+        return self.q(F.conv2d(self.dq(x, source), weight, getattr(self, f"{part}_b"), padding=1), name)
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dq(x, "body_conv1")
@@ -185,7 +195,9 @@ class Int8Program(nn.Module):
         head = self.conv(self.on_int8(x, _to_nchw, "input"), "input", "head")
         c2 = self.conv(self.activation(self.conv(head, "head", "body_conv1")), "body_act", "body_conv2")
         added = self.q(self.dq(head, "head") + self.dq(c2, "body_conv2"), "add")
-        y = self.upsample(self.conv(added, "add", "tail"))
+        parts = [self.dq(self.conv(added, "add", "tail", f"tail{i}"), "tail") for i in range(self.scale)]
+        y = self.q(torch.cat(parts, dim=3), "tail")    # SubRowConvs on int8
+        y = self.on_int8(y, _channels_last, "tail")   # on int8: XNNPACK's quantized pattern
         return y if self.io == "int8" else self.dq(y, "tail")
 
 
@@ -220,9 +232,8 @@ def _example(request: ExportRequest) -> tuple[torch.Tensor, dict | None]:
 
 
 def program_module(request: ExportRequest) -> nn.Module:
-    fixed = request.fixed_shape is not None
-    return (Int8Program(request.quant_params, request.io, fixed) if request.int8 else
-            Fp32Program(request.model, request.io, fixed)).eval()
+    return (Int8Program(request.quant_params, request.io) if request.int8 else
+            Fp32Program(request.model, request.io)).eval()
 
 
 @dataclass
@@ -249,8 +260,7 @@ class Delegation:
         if not self.outside:
             return [head + "; every operator delegated"]
         count = Counter(self.outside)
-        why = {"et_view": "PixelShuffle's reshape, which ExecuTorch made a view: no kernel, no data moved; "
-                          "XNNPACK's reshape takes at most one symbolic size"}
+        why = {"et_view": "a reshape ExecuTorch made a view: no kernel, no data moved"}
         parts = [f"{op}{f' x{n}' if n > 1 else ''} ({why.get(op, 'a portable kernel')})" for op, n in count.items()]
         return [head, "outside XNNPACK: " + "; ".join(parts)]
 
@@ -294,8 +304,8 @@ def pte_metadata(request: ExportRequest) -> dict[str, str]:
             "value_range": "-128..127 (pixel - 128)" if request.io == "int8" else "0..1", "delegate": "xnnpack",
             "shape": "fixed" if fixed else "dynamic", "max_height": str(bound[0]), "max_width": str(bound[1]),
             "layout": NHWC, "contract_input": f"{INPUT_NAME} NHWC [{n}x{h}x{w}x3]{bounds}, {value}",
-            "contract_output": f"{OUTPUT_NAME} [{n}x{h}x{scale}x{w}x{3 * scale}]: the bytes of the NHWC image "
-                               f"[{n}x{sh}x{sw}x3], {value}"}
+            "contract_output": f"{OUTPUT_NAME} [{n}x{3 * scale}x{h}x{sw}] in channels-last memory: the bytes "
+                               f"of the NHWC image [{n}x{sh}x{sw}x3], {value}"}
     if request.int8:
         meta["quantization"] = ("qat; int8 per-channel weights, int32 biases, int8 activations "
                                 "(our uint8 ranges shifted by 128)")

@@ -179,9 +179,10 @@ class PteModel:
             raise ElsrError(f"not an image model: input of shape {list(self.input_sizes)}, expected {expected}",
                             path=self.path)
         output_sizes = list(meta.output_tensor_meta(0).sizes())
-        if self.layout == NHWC and (len(output_sizes) != 5 or output_sizes[4] != 3 * output_sizes[2]):
+        if self.layout == NHWC and not _nhwc_output(output_sizes, self.input_sizes):
             raise ElsrError(f"its metadata says NHWC but its output has shape {output_sizes}, not the "
-                            f"[N, H, s, W, 3s] of an NHWC image", path=self.path, fix=REEXPORT)
+                            f"[N, 3s, H, sW] of one for input {list(self.input_sizes)}", path=self.path,
+                            fix=REEXPORT)
         with native_stderr():  # the first run starts XNNPACK, which logs what it finds of the CPU
             self.run(torch.zeros(self.nchw_to_layout((1, 3, MIN_LR_SIDE, MIN_LR_SIDE)) if self.dynamic
                                  else self.input_sizes, dtype=TORCH_TYPES[self.input_dtype]))
@@ -230,10 +231,19 @@ def _metadata(program) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def _nhwc_output(sizes: list[int], input_sizes: tuple[int, ...]) -> bool:
+    """Whether ``sizes`` is the output of an NHWC program for ``input_sizes`` ([N, H, W, 3]): [N, 3s, H, sW]."""
+    if len(sizes) != 4 or sizes[1] % 3 or sizes[1] < 3:
+        return False
+    scale = sizes[1] // 3
+    return sizes[0] == input_sizes[0] and sizes[2] == input_sizes[1] and sizes[3] == scale * input_sizes[2]
+
+
 def nhwc_image(y: np.ndarray) -> np.ndarray:
-    """An NHWC program's output, [n, h, s, w, 3s], as the image [n, sh, sw, 3] whose bytes it is (a view)."""
-    n, h, s, w, _ = y.shape
-    return y.reshape(n, h * s, w * s, 3)
+    """An NHWC program's output, [n, 3s, h, sw] in channels-last memory, as the image [n, sh, sw, 3] whose bytes
+    it is (a view, when the memory is channels-last as ours is)."""
+    n, channels, height, width = y.shape
+    return np.ascontiguousarray(y.transpose(0, 2, 3, 1)).reshape(n, height * (channels // 3), width, 3)
 
 
 class PteUpscaler(Upscaler):

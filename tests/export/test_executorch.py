@@ -82,29 +82,30 @@ def test_fp32_program_matches_pytorch_and_knows_itself(files):
 
 def test_export_log_shows_what_xnnpack_runs(files, capsys):
     out = exported(files, capsys, "log")
-    assert ("ExecuTorch XNNPACK: 8/9 operators delegated in 2 partitions (permute_copy x2, convolution x4, prelu, "
-            "add)") in out
-    assert "ExecuTorch outside XNNPACK: et_view (PixelShuffle's reshape, which ExecuTorch made a view" in out
+    assert ("ExecuTorch XNNPACK: 12/12 operators delegated in 1 partition (permute_copy, convolution x7, prelu, add, "
+            "cat, _to_dim_order_copy); every operator delegated") in out
+    assert "outside XNNPACK" not in out
     assert "ExecuTorch contract: input lr NHWC [1xHxWx3], H <= 540, W <= 960, float32 RGB in [0, 1]" in out
-    assert "output sr [1xHx4xWx12]: the bytes of the NHWC image [1x4Hx4Wx3]" in out
+    assert "output sr [1x12xHx4W] in channels-last memory: the bytes of the NHWC image [1x4Hx4Wx3]" in out
     assert "parity random 1x3x180x320: max abs error" in out
 
 
-def test_program_tensors_are_nhwc_and_its_shuffle_is_pixel_shuffle_exactly(files):
-    """Input [1, H, W, 3]; output [1, H, 4, W, 12], the bytes of the NHWC image: in eager PyTorch the program's
-    graph (DCR tail, view, one transpose) gives PixelShuffle's pixels bit for bit; in ExecuTorch, the raw output
-    tensor reshaped is the network's output."""
+def test_program_tensors_are_nhwc_and_its_shuffle_is_pixel_shuffle(files):
+    """Input [1, H, W, 3]; output [1, 12, H, 4W] in channels-last memory, the bytes of the NHWC image. In eager
+    PyTorch the program's graph (the tail as one conv per sub-row, concatenated along the width) gives
+    PixelShuffle's pixels: each value is the same dot product, computed by a conv with fewer output channels (to
+    float rounding: 1e-6); in ExecuTorch, the raw output's memory is the network's output image."""
     model = files["model"]
     x = torch.rand(1, 3, 11, 13, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         reference = model(x).permute(0, 2, 3, 1)
-        graph = pte.Fp32Program(model, "float", fixed=False)(x.permute(0, 2, 3, 1).contiguous())
-    assert tuple(graph.shape) == (1, 11, 4, 13, 12)
-    assert torch.equal(graph.reshape(1, 44, 52, 3), reference)
+        graph = pte.Fp32Program(model, "float")(x.permute(0, 2, 3, 1).contiguous())
+    assert tuple(graph.shape) == (1, 12, 11, 52) and graph.is_contiguous(memory_format=torch.channels_last)
+    assert (graph.permute(0, 2, 3, 1).reshape(1, 44, 52, 3) - reference).abs().max() < 1e-6
     program = load_upscaler(files["root"] / "fp32.pte").model
     assert program.layout == "NHWC" and program.input_sizes == (1, *pte.MAX_LR, 3)
     raw = program.run(x.permute(0, 2, 3, 1).contiguous()).numpy()
-    assert raw.shape == (1, 11, 4, 13, 12)
+    assert raw.shape == (1, 12, 11, 52)
     assert np.abs(pte_model.nhwc_image(raw) - reference.numpy()).max() < 1e-5
 
 
@@ -112,13 +113,14 @@ def test_int8_delegation_keeps_every_operator_integer_in_xnnpack(files):
     from elsr.export.onnx_int8 import load_int8_source
 
     qmodel, params, _ = load_int8_source(files["root"] / "int8.onnx")
-    _, report = pte.pte_program(ExportRequest(files["model"], qmodel=qmodel, params=params))
-    main_partition = report.partitions[0]
-    assert main_partition.count("convolution") == 4 and "leaky_relu" in main_partition and "add" in main_partition
-    assert report.outside == ["et_view"] and not report.kernels_outside
-    quantized = [op for op in main_partition if op.startswith(("quantize", "dequantize"))]
-    assert len(quantized) == 4 + 8 + 8   # weights; each int8 op's input dequantized, its output quantized
-    assert main_partition.count("permute_copy") == 1 and "permute_copy" in report.partitions[1]   # in, the shuffle
+    for io in ("float", "int8"):
+        _, report = pte.pte_program(ExportRequest(files["model"], qmodel=qmodel, params=params, io=io))
+        assert len(report.partitions) == 1 and not report.outside
+        ops = report.partitions[0]
+        assert ops.count("convolution") == 3 + 4 and ops.count("cat") == 1   # the tail: one conv per sub-row
+        assert "leaky_relu" in ops and "add" in ops and ops.count("dequantize_per_channel") == 7
+        quantized = ops.count("quantize_per_tensor")   # every int8 op's output: convs, activation, add, permute,
+        assert quantized == 12 + (io == "float")       # cat, memory order; the float input's quantize
 
 
 def test_fixed_shape_puts_every_operator_in_one_partition(files):
@@ -154,15 +156,18 @@ def test_int8_program_is_the_qat_integer_model(files, name, reference, onnx_file
 
 def test_split_program_holds_two_copies_of_the_skip_path(files):
     """The program's int8 weights are the integer graph's (integer_convs): head and body_conv2 with twice the
-    output channels, body_conv1 and tail with twice the input channels; the tail's output channels in DCR order."""
+    output channels, body_conv1 and tail with twice the input channels; the tail as one conv per sub-row."""
     params = quant_params(files["split"])
     module = pte.program_module(ExportRequest(files["model"], qmodel=files["split"], params=params))
     c = files["model"].config.channels
     assert tuple(module.head_w.shape) == (2 * c, 3, 3, 3) and tuple(module.body_conv2_w.shape) == (2 * c, c, 3, 3)
-    assert tuple(module.body_conv1_w.shape) == (c, 2 * c, 3, 3) and module.tail_w.shape[1] == 2 * c
+    assert tuple(module.body_conv1_w.shape) == (c, 2 * c, 3, 3) and tuple(module.tail0_w.shape) == (12, 2 * c, 3, 3)
     for name, conv in params.integer_convs().items():
-        rows = dcr_order(4) if name == "tail" else slice(None)
-        assert np.array_equal(getattr(module, f"{name}_w").numpy(), conv.weight[rows])
+        if name == "tail":   # one conv per sub-row, its channels in DCR order
+            tail = np.concatenate([getattr(module, f"tail{i}_w").numpy() for i in range(4)])
+            assert np.array_equal(tail, conv.weight[dcr_order(4)])
+        else:
+            assert np.array_equal(getattr(module, f"{name}_w").numpy(), conv.weight)
 
 
 def test_int8_io_takes_and_gives_bytes_minus_128(files):
@@ -204,7 +209,7 @@ def test_a_foreign_nchw_program_runs_as_nchw(files, tmp_path):
 
 
 def test_a_program_whose_metadata_lies_about_its_layout_is_refused(files, tmp_path):
-    """NHWC input and metadata saying NHWC, but a 4-D (NCHW) output: one line naming the file, not a traceback."""
+    """NHWC input and metadata saying NHWC, but an NCHW image out: one line naming the file, not a traceback."""
     class NhwcInNchwOut(torch.nn.Module):
         def __init__(self, model):
             super().__init__()
@@ -220,7 +225,8 @@ def test_a_program_whose_metadata_lies_about_its_layout_is_refused(files, tmp_pa
     program = exir.to_edge(exported, constant_methods={"elsr_metadata": meta})
     path = tmp_path / "liar.pte"
     path.write_bytes(program.to_executorch().buffer)
-    with pytest.raises(ElsrError, match=r"liar.pte: its metadata says NHWC but its output has shape \[1, 3, 80, 96\]"):
+    with pytest.raises(ElsrError, match=r"liar.pte: its metadata says NHWC but its output has shape \[1, 3, 80, 96\], "
+                                        r"not the \[N, 3s, H, sW\] of one for input \[1, 20, 24, 3\]"):
         load_upscaler(path)
 
 
