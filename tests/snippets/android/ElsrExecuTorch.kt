@@ -4,7 +4,8 @@ import org.pytorch.executorch.Tensor
 
 /** ELSR x4 in ExecuTorch (elsr_x4_int8_int8io.pte): RGB bytes in (height x width x 3, as Bitmap.toRgbBytes()
  *  gives them), RGB bytes out (4 height x 4 width x 3, for rgbBytesToBitmap). The program's int8 is each byte
- *  with its top bit flipped (xor 0x80); its output tensor, [1, height, 4, width, 12], is that image's bytes. */
+ *  with its top bit flipped (xor 0x80); the output tensor, [1, 12, height, 4 width] in channels-last memory,
+ *  holds that image's bytes in order (its raw data is what dataAsByteArray returns). */
 class ElsrExecuTorch(path: String) {
     private val module = Module.load(path)
 
