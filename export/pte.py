@@ -110,7 +110,8 @@ def _to_nchw(x: torch.Tensor) -> torch.Tensor:
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    """The same tensor in channels-last memory (a conv's output in XNNPACK already is: nothing moves)."""
+    """The same tensor in channels-last memory (in XNNPACK a concatenation of conv outputs already is: nothing
+    moves)."""
     return x.to(memory_format=torch.channels_last)
 
 
