@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from elsr.model.network import DEFAULT_FRAME
-from elsr.runtime.contract import NHWC
 from elsr.runtime.pte_model import TORCH_TYPES, PteModel, import_executorch
 
 METHOD_EVENT = "Method::execute"       # one forward call, end to end
@@ -58,11 +57,6 @@ class PteProfile:
     events: list[ProfiledEvent] = field(default_factory=list)
 
 
-def _example(program: PteModel, size: tuple[int, int]) -> torch.Tensor:
-    shape = program.nchw_to_layout((1, 3, *size)) if program.dynamic else program.input_sizes
-    return torch.zeros(shape, dtype=TORCH_TYPES[program.input_dtype])
-
-
 def _events(frame, runs: int) -> tuple[float, int, float, float, list[ProfiledEvent]]:
     """(method, partitions, between, outside, events) from the Inspector's table, over each event's last ``runs``
     times (one per run, so the runs line up across events)."""
@@ -86,7 +80,8 @@ def _events(frame, runs: int) -> tuple[float, int, float, float, list[ProfiledEv
 def profile_program(cfg: PteProfileConfig) -> PteProfile:
     """Run the program ``warmup + runs`` times under ExecuTorch's profiler; each event's median time."""
     program = PteModel(cfg.model, cfg.threads, profiled=True)
-    x = _example(program, cfg.size)
+    batch, size = (1, cfg.size) if program.dynamic else program.batch_and_size   # a fixed program: its own shape
+    x = torch.zeros(program.nchw_to_layout((batch, 3, *size)), dtype=TORCH_TYPES[program.input_dtype])
     for _ in range(cfg.warmup + cfg.runs):
         program.run(x)
     inspector = import_executorch("executorch.devtools").Inspector
@@ -95,8 +90,7 @@ def profile_program(cfg: PteProfileConfig) -> PteProfile:
         program.write_profile(etdump, debug)
         frame = inspector(etdump_path=str(etdump)).to_dataframe()
     method, partitions, between, outside, events = _events(frame, cfg.runs)
-    return PteProfile(cfg.model, program.threads, tuple(x.shape[1:3] if program.layout == NHWC else x.shape[2:]),
-                      cfg.runs, method, partitions, between, outside, events)
+    return PteProfile(cfg.model, program.threads, size, cfg.runs, method, partitions, between, outside, events)
 
 
 def profile_markdown(profile: PteProfile) -> str:

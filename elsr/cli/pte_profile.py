@@ -8,20 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from elsr.benchmarks.config import parse_size
 from elsr.benchmarks.pte_profile import PteProfileConfig, profile_markdown, profile_program
+from elsr.benchmarks.report import BENCHMARKS_TITLE
 from elsr.cli.command import Parser, parse_arguments, run_command
 from elsr.cli.numbers import count, threads
 from elsr.io.files import write_section
 from elsr.model.network import DEFAULT_FRAME
-
-MARKDOWN_TITLE = "# Benchmarks"
-
-
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 180x320")
-    return int(parts[0]), int(parts[1])
 
 
 def _parser() -> Parser:
@@ -30,8 +23,8 @@ def _parser() -> Parser:
     parser.add_argument("--threads", type=threads, default=PteProfileConfig.threads,
                         help="ExecuTorch threads, 0: its own choice (default %(default)s)")
     parser.add_argument("--runs", type=count, default=PteProfileConfig.runs, help="timed runs (default %(default)s)")
-    parser.add_argument("--size", type=_size, default=DEFAULT_FRAME,
-                        help=f"LR HEIGHTxWIDTH of a dynamic program (default {DEFAULT_FRAME[0]}x{DEFAULT_FRAME[1]})")
+    parser.add_argument("--size", default=f"{DEFAULT_FRAME[0]}x{DEFAULT_FRAME[1]}", metavar="HxW",
+                        help="LR height x width of a dynamic program (default %(default)s)")
     parser.add_argument("--markdown", type=Path, help="also write the tables into this Markdown file's section")
     parser.add_argument("--markdown-section", default="ExecuTorch profile", help="its section (default %(default)s)")
     return parser
@@ -48,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     text = "\n\n".join(profile_markdown(profile_program(PteProfileConfig(model, args.threads, args.runs,
-                                                                         size=args.size)))
+                                                                         size=parse_size(args.size))))
                        for model in args.models)
     print(text)
     if args.markdown:
         body = f"## {args.markdown_section}\n\n{text}\n\nRegenerate with:\n\n```bash\n{args.command_line}\n```\n"
-        write_section(args.markdown, args.markdown_section, body, MARKDOWN_TITLE)
+        write_section(args.markdown, args.markdown_section, body, BENCHMARKS_TITLE)
     return 0
