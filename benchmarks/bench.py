@@ -18,7 +18,7 @@ from elsr.benchmarks.quality import QualityCache
 from elsr.benchmarks.readiness import readiness_rows
 from elsr.benchmarks.reliability import assess, load_average
 from elsr.benchmarks.results import BenchResult, Row
-from elsr.benchmarks.timing import measure
+from elsr.benchmarks.timing import TURN_RUNS, Timed, in_turns
 from elsr.benchmarks.video import run_video
 from elsr.data.metrics import METRIC_KEYS
 from elsr.errors import ElsrError
@@ -68,19 +68,26 @@ class Measured:
     eval_target: tuple[Path, str] | None = None   # the (file, device) `elsr eval` scores for this row
 
 
-def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
-    """One row: load the model on its backend, warm up, time ``cfg.runs`` runs; never raises for the model."""
+def new_row(plan: RowPlan, cfg: BenchConfig) -> Row:
     backend = plan.backend
-    row = Row(plan.name, backend.name if backend else "?", backend.kind if backend else "?",
-              str(plan.model) if plan.model else None, status=plan.status or "ok", threads=plan.threads,
-              input_shape="1x3x{}x{}".format(*cfg.size))
+    return Row(plan.name, backend.name if backend else "?", backend.kind if backend else "?",
+               str(plan.model) if plan.model else None, status=plan.status or "ok", threads=plan.threads,
+               input_shape="1x3x{}x{}".format(*cfg.size))
+
+
+def bench_input(cfg: BenchConfig) -> np.ndarray:
+    return np.random.default_rng(0).random((1, 3, *cfg.size), dtype=np.float32)
+
+
+def load_alone(plan: RowPlan, cfg: BenchConfig) -> Measured:
+    """A row's model loaded, described, warmed up and its memory measured with no other model loaded; then
+    released. Never raises for the model: a model its backend cannot load is a row with the reason."""
+    row = new_row(plan, cfg)
     if plan.status:
         return Measured(row, False)
-    x = np.random.default_rng(0).random((1, 3, *cfg.size), dtype=np.float32)
     reset_peak_rss()
-    row.load_before = load_average()
     try:
-        runner: Upscaler = backend.build(plan.model, plan.threads)
+        runner: Upscaler = plan.backend.build(plan.model, plan.threads)
         info = runner.info()
     except Exception as exc:  # noqa: BLE001 - a broken model or backend becomes a row with its reason
         row.status, row.threads = failure(exc), None
@@ -88,13 +95,10 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
     try:
         describe(row, info)
         with runner.active():
-            prepared = runner.prepare(x)
-            latency = measure(lambda: runner.forward(prepared), backend.timer, cfg.warmup, cfg.runs)
-        row.median_ms, row.p90_ms, row.min_ms = latency.median_ms, latency.p90_ms, latency.min_ms
-        row.mean_ms, row.runs, row.cpu_ms = latency.mean_ms, latency.runs, latency.cpu_ms
-        fill_rates(row, info, machine, cfg.size)
+            prepared = runner.prepare(bench_input(cfg))
+            for _ in range(max(cfg.warmup, 1)):
+                runner.forward(prepared)
         row.peak_rss_bytes, row.gpu_peak_bytes = peak_rss_bytes(), runner.gpu_peak_bytes()
-        row.load_after = load_average()
     except Exception as exc:  # noqa: BLE001
         row.status = failure(exc)
     finally:
@@ -102,21 +106,93 @@ def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
     return Measured(row, True, eval_target(plan, runner, info))
 
 
-def _measure_by_name(backend: str, model: Path, threads: int | None, cfg: BenchConfig, machine: Machine) -> Measured:
-    """measure_row in a child process: the plan rebuilt from the backend's name (the table holds functions)."""
-    plan = RowPlan(next(b for b in BACKENDS if b.name == backend), model, threads)
-    return measure_row(plan, cfg, machine)
+def time_in_turns(plans: list[RowPlan], measured: list[Measured], cfg: BenchConfig, machine: Machine) -> None:
+    """Time the rows that loaded alone side by side (``in_turns``), each with a fresh load of its model."""
+    rows = [(plan, item.row) for plan, item in zip(plans, measured) if item and item.loaded and item.row.ok]
+    runners, entries, timed = [], [], []
+    for plan, row in rows:
+        try:
+            runner = plan.backend.build(plan.model, plan.threads)
+            info = runner.info()
+            with runner.active():
+                prepared = runner.prepare(bench_input(cfg))
+        except Exception as exc:  # noqa: BLE001
+            row.status = failure(exc)
+            continue
+        runners.append(runner)
+        entries.append(Timed(lambda r=runner, x=prepared: r.forward(x), plan.backend.timer, runner.active))
+        timed.append((row, info))
+    load_before = load_average()
+    try:
+        in_turns(entries, cfg.warmup, cfg.runs)
+    finally:
+        for runner in runners:
+            runner.close()
+    load_after = load_average()
+    for (row, info), entry in zip(timed, entries):
+        row.load_before, row.load_after = load_before, load_after
+        if entry.error is not None:
+            row.status = failure(entry.error)
+            continue
+        latency = entry.latency()
+        row.median_ms, row.p90_ms, row.min_ms = latency.median_ms, latency.p90_ms, latency.min_ms
+        row.mean_ms, row.runs, row.cpu_ms = latency.mean_ms, latency.runs, latency.cpu_ms
+        fill_rates(row, info, machine, cfg.size)
 
 
-def measure_in_own_process(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
-    """measure_row in a fresh process (spawned: nothing of this one's runtimes carried over)."""
+def isolated(plan: RowPlan) -> bool:
+    """Whether the row is measured in a process of its own backend and thread count."""
+    return plan.backend is not None and plan.backend.own_process and not plan.status
+
+
+def measure_rows(plans: list[RowPlan], cfg: BenchConfig, machine: Machine) -> list[Measured | None]:
+    """Rows of one process: each model loaded alone first (its load, warm-up and memory), then all that loaded
+    timed in turns. A model its backend cannot load at one thread count is not tried at the others (None)."""
+    broken: set[tuple[str, Path | None]] = set()
+    measured: list[Measured | None] = []
+    for plan in plans:
+        if plan.backend and not plan.status and (plan.backend.name, plan.model) in broken:
+            measured.append(None)
+            continue
+        item = load_alone(plan, cfg)
+        if not item.loaded and not plan.status:
+            broken.add((item.row.backend, plan.model))
+        measured.append(item)
+    time_in_turns(plans, measured, cfg, machine)
+    return measured
+
+
+def _measure_by_name(backend: str, models: list[Path], threads: int | None, cfg: BenchConfig,
+                     machine: Machine) -> list[Measured | None]:
+    """measure_rows in a child process: the plans rebuilt from the backend's name (the table holds functions)."""
+    table_row = next(b for b in BACKENDS if b.name == backend)
+    return measure_rows([RowPlan(table_row, model, threads) for model in models], cfg, machine)
+
+
+def measure_rows_in_own_process(plans: list[RowPlan], cfg: BenchConfig, machine: Machine) -> list[Measured | None]:
+    """measure_rows in a fresh process (spawned: nothing of this one's runtimes carried over) for rows of one
+    backend and one thread count."""
+    backend, threads = plans[0].backend, plans[0].threads
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         try:
-            return pool.apply(_measure_by_name, (plan.backend.name, plan.model, plan.threads, cfg, machine))
-        except Exception as exc:  # noqa: BLE001 - a child that dies or cannot send its row back is a row too
-            row = Row(plan.name, plan.backend.name, plan.backend.kind, str(plan.model), status=failure(exc),
-                      input_shape="1x3x{}x{}".format(*cfg.size))
-            return Measured(row, False)
+            return pool.apply(_measure_by_name, (backend.name, [p.model for p in plans], threads, cfg, machine))
+        except Exception as exc:  # noqa: BLE001 - a child that dies or cannot send its rows back gives rows too
+            return [Measured(Row(p.name, backend.name, backend.kind, str(p.model), status=failure(exc),
+                                 input_shape="1x3x{}x{}".format(*cfg.size)), False) for p in plans]
+
+
+def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:
+    """One row, in this process or (a backend that needs it) in its own."""
+    return (measure_rows_in_own_process if isolated(plan) else measure_rows)([plan], cfg, machine)[0]
+
+
+def process_groups(plans: list[RowPlan]) -> list[list[int]]:
+    """The plans' indices by the process that measures them: this one for most backends; one of its own for each
+    (backend, thread count) whose backend needs it (its thread count is fixed once a model is loaded)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, plan in enumerate(plans):
+        groups.setdefault((plan.backend.name, plan.threads) if isolated(plan) else (), []).append(i)
+    return list(groups.values())
 
 
 def add_quality(measured: list[Measured], cache: QualityCache) -> Row | None:
@@ -193,29 +269,40 @@ def settings(cfg: BenchConfig, memory_reset: bool) -> dict:
             "video": str(cfg.video) if cfg.video else None, "video_frames": cfg.video_frames,
             "command": cfg.command,
             "timing": "median/p90/min over the timed runs of one call on a pre-made input, after the warm-up; "
+                      f"rows that share a process (all but ExecuTorch's, which has one per thread count) timed "
+                      f"in turns of {TURN_RUNS} runs, each after one untimed run, the order rotating: side by side, "
+                      "so that load from other programs falls on each alike; "
                       "CUDA rows: CUDA events; CPU ms: the median CPU time of the process per run, all threads "
                       "together (on a shared machine it moves far less than wall time: compare rows by it)",
-            "memory": "process RSS high-water mark (VmHWM), reset before each row" if memory_reset else
+            "memory": "process RSS high-water mark (VmHWM) over the row's load and warm-up, reset before each, "
+                      "with no other model loaded" if memory_reset else
                       "process RSS high-water mark since start (this system cannot reset it)"}
 
 
 def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> BenchResult:
-    """Measure every row the backend table plans for ``cfg``; a failing row never stops the others."""
+    """Measure every row the backend table plans for ``cfg``; a failing row never stops the others. Rows that
+    share a process are timed in turns (``time_in_turns``)."""
     machine, resettable = Machine.detect(), reset_peak_rss()
+    plans = plan_rows(cfg.files, cfg.backends, cfg.threads, table)
+    by_index: dict[int, Measured] = {}
     broken: set[tuple[str, Path | None]] = set()   # a model its backend cannot load: one row, not one per thread count
-    plans, measured = [], []
-    for plan in plan_rows(cfg.files, cfg.backends, cfg.threads, table):
-        if plan.backend and (plan.backend.name, plan.model) in broken:
+    for group in process_groups(plans):
+        group = [i for i in group if not (plans[i].backend and (plans[i].backend.name, plans[i].model) in broken)]
+        if not group:
             continue
-        isolated = plan.backend is not None and plan.backend.own_process and not plan.status
-        item = (measure_in_own_process if isolated else measure_row)(plan, cfg, machine)
+        measure = measure_rows_in_own_process if isolated(plans[group[0]]) else measure_rows
+        for i, item in zip(group, measure([plans[i] for i in group], cfg, machine)):
+            if item is None:
+                continue
+            if not item.loaded and not plans[i].status:
+                broken.add((item.row.backend, plans[i].model))
+            by_index[i] = item
+    plans = [plans[i] for i in sorted(by_index)]
+    measured = [by_index[i] for i in sorted(by_index)]
+    for item in measured:
         row = item.row
-        if not item.loaded and not plan.status:
-            broken.add((row.backend, plan.model))
         timing = f", median {row.median_ms:.2f} ms" if row.median_ms is not None else ""
         log.info("%s (threads %s): %s%s", row.name, row.threads or "-", row.status, timing)
-        plans.append(plan)
-        measured.append(item)
     rows = [item.row for item in measured]
     assess(rows, machine.usable_cores)
     if cfg.data is not None:

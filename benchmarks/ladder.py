@@ -13,7 +13,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from elsr.benchmarks.backends import BACKENDS, Backend, RowPlan
-from elsr.benchmarks.bench import failure, measure_in_own_process, measure_row
+from elsr.benchmarks.bench import failure, measure_row
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig
 from elsr.benchmarks.machine import Machine
 from elsr.benchmarks.results import Row
@@ -200,7 +200,7 @@ def time_file(runtime: LadderRuntime, path: Path, cfg: LadderConfig, machine: Ma
     bench = BenchConfig(models=[path], size=cfg.frame, runs=cfg.runs, warmup=cfg.warmup, threads=[cfg.threads],
                         backends=[backend.name])
     plan = RowPlan(backend, path, cfg.threads)
-    row: Row = (measure_in_own_process if backend.own_process else measure_row)(plan, bench, machine).row
+    row: Row = measure_row(plan, bench, machine).row
     return Timing(str(path), row.status, row.median_ms, row.cpu_ms, row.size_bytes)
 
 

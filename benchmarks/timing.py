@@ -1,10 +1,11 @@
-"""Latency statistics over repeated runs of one prepared input."""
+"""Latency statistics over repeated runs of one prepared input, and the timing loop: models timed in turns."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 
@@ -55,14 +56,60 @@ def cuda_ms(step: Callable[[], Any]) -> float:
     return float(start.elapsed_time(end))
 
 
-def measure(step: Callable[[], Any], timer: Callable[[Callable[[], Any]], float], warmup: int,
-            runs: int) -> Latency:
+TURN_RUNS = 5   # timed runs per turn, after one untimed run that settles the model back in (caches, thread pool)
+
+Step = Callable[[], Any]
+
+
+@dataclass
+class Timed:
+    """One model's step (a run on its prepared input), how a run is timed, the context its runs need (process-wide
+    settings such as thread counts), and what was measured: wall and process CPU milliseconds per timed run, or
+    the error that stopped it."""
+
+    step: Step
+    timer: Callable[[Step], float]
+    context: Callable[[], ContextManager] = contextlib.nullcontext
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    error: Exception | None = None
+
+    def run(self, untimed: int, timed: int) -> None:
+        """``untimed`` runs, then ``timed`` timed ones; an error is kept, not raised."""
+        try:
+            with self.context():
+                for _ in range(untimed):
+                    self.step()
+                for _ in range(timed):
+                    start = time.process_time()
+                    self.times.append(self.timer(self.step))
+                    self.cpu.append((time.process_time() - start) * 1e3)
+        except Exception as exc:  # noqa: BLE001 - one failing model must not stop the others' turns
+            self.error = exc
+
+    def latency(self) -> Latency:
+        return Latency.from_times(self.times, self.cpu)
+
+
+def in_turns(entries: Sequence[Timed], warmup: int, runs: int, turn: int = TURN_RUNS) -> None:
+    """Warm every entry up (``warmup`` runs), then time them in turns until each has ``runs`` timed runs: round
+    after round, each entry one untimed run and ``turn`` timed ones, the order rotating each round. Models timed
+    side by side like this meet the same load from other programs, so their ratios hold on a shared machine, where
+    models timed one after another meet whatever load each one's minute brings. An entry whose step raises keeps
+    its error and leaves the rotation."""
+    for entry in entries:
+        entry.run(warmup, 0)
+    rounds = -(-runs // turn)
+    for r in range(rounds):
+        live = [e for e in entries if e.error is None]
+        for entry in live[r % len(live):] + live[:r % len(live)] if live else []:
+            entry.run(1, min(turn, runs - len(entry.times)))
+
+
+def measure(step: Step, timer: Callable[[Step], float], warmup: int, runs: int) -> Latency:
     """Run ``step`` ``warmup`` times untimed, then ``runs`` times timed with ``timer`` (and the process's CPU time)."""
-    for _ in range(warmup):
-        step()
-    times, cpu = [], []
-    for _ in range(runs):
-        start = time.process_time()
-        times.append(timer(step))
-        cpu.append((time.process_time() - start) * 1e3)
-    return Latency.from_times(times, cpu)
+    entry = Timed(step, timer)
+    entry.run(warmup, runs)
+    if entry.error is not None:
+        raise entry.error
+    return entry.latency()

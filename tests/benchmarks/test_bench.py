@@ -1,9 +1,12 @@
 """A whole run on tiny inputs: every backend row, broken and missing models, quality equal to `elsr eval`."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from elsr.benchmarks.bench import run_benchmark
+from elsr.benchmarks.backends import BACKENDS, RowPlan
+from elsr.benchmarks.bench import process_groups, run_benchmark
 from elsr.benchmarks.config import BenchConfig
 from elsr.data.metrics import METRIC_KEYS as KEYS
 from elsr.runtime.evaluate import EvalConfig, evaluate
@@ -72,3 +75,14 @@ def test_paper_comparison(result):
     assert result.paper["target"]["frame_budget_ms"] == pytest.approx(1000 / 30)
     assert result.paper["fastest"]["meets_frame_budget"]
     assert result.paper["score"].startswith("n/a: ") and "power is not measured here" in result.paper["score"]
+
+
+def test_rows_are_grouped_by_the_process_that_times_them_in_turns():
+    table = {b.name: b for b in BACKENDS}
+    a, b = Path("a.pte"), Path("b.pte")
+    plans = [RowPlan(table["ort-cpu"], Path("m.onnx"), 1), RowPlan(table["executorch"], a, 1),
+             RowPlan(table["executorch"], a, 2), RowPlan(table["executorch"], b, 1),
+             RowPlan(table["executorch"], b, 2), RowPlan(table["tflite"], Path("m.tflite"), 2),
+             RowPlan(table["executorch"], None, status="skipped: no ExecuTorch runtime")]
+    # this process: every row but ExecuTorch's timed ones; one process per ExecuTorch thread count
+    assert process_groups(plans) == [[0, 5, 6], [1, 3], [2, 4]]

@@ -255,14 +255,17 @@ def test_upscale_a_folder_with_a_program(files, tmp_path):
 
 
 def test_benchmark_rows_run_each_thread_count_in_its_own_process(files):
+    """Both programs of a thread count share its process and are timed in turns there."""
     from elsr.benchmarks.bench import run_benchmark
     from elsr.benchmarks.config import BenchConfig
 
-    result = run_benchmark(BenchConfig(models=[files["root"] / "int8.pte"], size=(24, 32), runs=2, warmup=1,
-                                       threads=[1, 2], backends=["executorch"]))
+    result = run_benchmark(BenchConfig(models=[files["root"] / "fp32.pte", files["root"] / "int8.pte"],
+                                       size=(24, 32), runs=7, warmup=1, threads=[1, 2], backends=["executorch"]))
     rows = [r for r in result.rows if r.backend == "executorch"]
-    assert [(r.threads, r.status) for r in rows] == [(1, "ok"), (2, "ok")], [r.status for r in rows]
-    assert all(r.median_ms and r.precision == "int8 qat, float32 I/O" for r in rows)
+    assert [(r.name.split(":")[1], r.threads, r.status) for r in rows] == [
+        ("fp32.pte", 1, "ok"), ("fp32.pte", 2, "ok"), ("int8.pte", 1, "ok"), ("int8.pte", 2, "ok")], rows
+    assert [r.precision for r in rows] == ["fp32, float32 I/O"] * 2 + ["int8 qat, float32 I/O"] * 2
+    assert all(r.median_ms and r.runs == 7 and r.peak_rss_bytes for r in rows)
 
 
 def test_without_the_extra_the_format_is_a_one_line_hint(files, tmp_path, capsys, monkeypatch):
