@@ -18,7 +18,7 @@ from elsr.benchmarks.quality import QualityCache
 from elsr.benchmarks.readiness import readiness_rows
 from elsr.benchmarks.reliability import assess, load_average
 from elsr.benchmarks.results import BenchResult, Row
-from elsr.benchmarks.timing import TURN_RUNS, Timed, in_turns
+from elsr.benchmarks.timing import TURN_PAUSE_S, TURN_RUNS, Timed, in_turns
 from elsr.benchmarks.video import run_video
 from elsr.data.metrics import METRIC_KEYS
 from elsr.errors import ElsrError
@@ -111,6 +111,7 @@ def time_in_turns(plans: list[RowPlan], measured: list[Measured], cfg: BenchConf
     rows = [(plan, item.row) for plan, item in zip(plans, measured) if item and item.loaded and item.row.ok]
     runners, entries, timed = [], [], []
     for plan, row in rows:
+        runner = None
         try:
             runner = plan.backend.build(plan.model, plan.threads)
             info = runner.info()
@@ -118,10 +119,13 @@ def time_in_turns(plans: list[RowPlan], measured: list[Measured], cfg: BenchConf
                 prepared = runner.prepare(bench_input(cfg))
         except Exception as exc:  # noqa: BLE001
             row.status = failure(exc)
+            if runner is not None:
+                runner.close()
             continue
         runners.append(runner)
         entries.append(Timed(lambda r=runner, x=prepared: r.forward(x), plan.backend.timer, runner.active))
         timed.append((row, info))
+    log.info("timing %d row(s) in turns of %d runs", len(entries), TURN_RUNS)
     load_before = load_average()
     try:
         in_turns(entries, cfg.warmup, cfg.runs)
@@ -157,6 +161,7 @@ def measure_rows(plans: list[RowPlan], cfg: BenchConfig, machine: Machine) -> li
         item = load_alone(plan, cfg)
         if not item.loaded and not plan.status:
             broken.add((item.row.backend, plan.model))
+        log.info("%s (threads %s): loaded alone: %s", item.row.name, item.row.threads or "-", item.row.status)
         measured.append(item)
     time_in_turns(plans, measured, cfg, machine)
     return measured
@@ -269,9 +274,11 @@ def settings(cfg: BenchConfig, memory_reset: bool) -> dict:
             "video": str(cfg.video) if cfg.video else None, "video_frames": cfg.video_frames,
             "command": cfg.command,
             "timing": "median/p90/min over the timed runs of one call on a pre-made input, after the warm-up; "
-                      f"rows that share a process (all but ExecuTorch's, which has one per thread count) timed "
-                      f"in turns of {TURN_RUNS} runs, each after one untimed run, the order rotating: side by side, "
-                      "so that load from other programs falls on each alike; "
+                      f"each row timed in turns with the other rows of its process (ExecuTorch: one process per "
+                      f"thread count; the other backends: one for all), {TURN_RUNS} runs a turn after "
+                      f"{TURN_PAUSE_S * 1000:.0f} ms idle (the previous row's threads stop spinning) and one untimed "
+                      "run, the order rotating each round: side by side, so that load from other programs falls on "
+                      "each row alike; "
                       "CUDA rows: CUDA events; CPU ms: the median CPU time of the process per run, all threads "
                       "together (on a shared machine it moves far less than wall time: compare rows by it)",
             "memory": "process RSS high-water mark (VmHWM) over the row's load and warm-up, reset before each, "

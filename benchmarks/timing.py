@@ -56,7 +56,10 @@ def cuda_ms(step: Callable[[], Any]) -> float:
     return float(start.elapsed_time(end))
 
 
-TURN_RUNS = 5   # timed runs per turn, after one untimed run that settles the model back in (caches, thread pool)
+TURN_RUNS = 5         # timed runs per turn, after one untimed run that settles the model back in (caches, threads)
+TURN_PAUSE_S = 0.02   # idle before each turn: the previous model's thread pool stops spinning (onnxruntime's and
+#                       XNNPACK's threads spin a while after a run; measured here, 20 ms is enough for their CPU
+#                       time to leave the next model's)
 
 Step = Callable[[], Any]
 
@@ -91,18 +94,20 @@ class Timed:
         return Latency.from_times(self.times, self.cpu)
 
 
-def in_turns(entries: Sequence[Timed], warmup: int, runs: int, turn: int = TURN_RUNS) -> None:
+def in_turns(entries: Sequence[Timed], warmup: int, runs: int, turn: int = TURN_RUNS,
+             pause_s: float = TURN_PAUSE_S) -> None:
     """Warm every entry up (``warmup`` runs), then time them in turns until each has ``runs`` timed runs: round
-    after round, each entry one untimed run and ``turn`` timed ones, the order rotating each round. Models timed
-    side by side like this meet the same load from other programs, so their ratios hold on a shared machine, where
-    models timed one after another meet whatever load each one's minute brings. An entry whose step raises keeps
-    its error and leaves the rotation."""
+    after round, each entry (after ``pause_s`` idle) one untimed run and ``turn`` timed ones, the order rotating
+    each round. Models timed side by side like this meet the same load from other programs, so their ratios hold
+    on a shared machine, where models timed one after another meet whatever load each one's minute brings. An
+    entry whose step raises keeps its error and leaves the rotation."""
     for entry in entries:
         entry.run(warmup, 0)
     rounds = -(-runs // turn)
     for r in range(rounds):
         live = [e for e in entries if e.error is None]
         for entry in live[r % len(live):] + live[:r % len(live)] if live else []:
+            time.sleep(pause_s)
             entry.run(1, min(turn, runs - len(entry.times)))
 
 
