@@ -56,7 +56,10 @@ def cuda_ms(step: Callable[[], Any]) -> float:
     return float(start.elapsed_time(end))
 
 
-TURN_RUNS = 5         # timed runs per turn, after one untimed run that settles the model back in (caches, threads)
+TURN_RUNS = 2         # timed runs per turn, after one untimed run that settles the model back in (caches, threads);
+#                       short turns pair the models' runs closely in time (with 5, our FP32 and INT8 ExecuTorch
+#                       programs, about 10% apart, came out in the wrong order in 2 of 11 runs here; with 2, in
+#                       none of 12)
 TURN_PAUSE_S = 0.02   # idle before each turn: the previous model's thread pool stops spinning (onnxruntime's and
 #                       XNNPACK's threads spin a while after a run; measured here, 20 ms is enough for their CPU
 #                       time to leave the next model's)
