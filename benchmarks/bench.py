@@ -297,8 +297,8 @@ def run_benchmark(cfg: BenchConfig, table: tuple[Backend, ...] = BACKENDS) -> Be
         group = [i for i in group if not (plans[i].backend and (plans[i].backend.name, plans[i].model) in broken)]
         if not group:
             continue
-        measure = measure_rows_in_own_process if isolated(plans[group[0]]) else measure_rows
-        for i, item in zip(group, measure([plans[i] for i in group], cfg, machine)):
+        measure_group = measure_rows_in_own_process if isolated(plans[group[0]]) else measure_rows
+        for i, item in zip(group, measure_group([plans[i] for i in group], cfg, machine)):
             if item is None:
                 continue
             if not item.loaded and not plans[i].status:

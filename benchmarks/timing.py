@@ -112,12 +112,3 @@ def in_turns(entries: Sequence[Timed], warmup: int, runs: int, turn: int = TURN_
         for entry in live[r % len(live):] + live[:r % len(live)] if live else []:
             time.sleep(pause_s)
             entry.run(1, min(turn, runs - len(entry.times)))
-
-
-def measure(step: Step, timer: Callable[[Step], float], warmup: int, runs: int) -> Latency:
-    """Run ``step`` ``warmup`` times untimed, then ``runs`` times timed with ``timer`` (and the process's CPU time)."""
-    entry = Timed(step, timer)
-    entry.run(warmup, runs)
-    if entry.error is not None:
-        raise entry.error
-    return entry.latency()

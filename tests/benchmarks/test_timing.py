@@ -4,7 +4,7 @@ import contextlib
 
 import pytest
 
-from elsr.benchmarks.timing import Latency, Timed, in_turns, measure
+from elsr.benchmarks.timing import Latency, Timed, in_turns
 
 
 def test_statistics():
@@ -16,11 +16,13 @@ def test_statistics():
         Latency.from_times([])
 
 
-def test_measure_warms_up_then_times():
+def test_a_run_warms_up_then_times():
     calls = []
     fake_times = iter([3.0, 1.0, 2.0])
-    latency = measure(lambda: calls.append(1), lambda step: (step(), next(fake_times))[1], warmup=4, runs=3)
-    assert len(calls) == 7 and latency.median_ms == 2.0 and latency.runs == 3
+    entry = Timed(lambda: calls.append(1), lambda step: (step(), next(fake_times))[1])
+    entry.run(4, 3)
+    latency = entry.latency()
+    assert len(calls) == 7 and latency.median_ms == 2.0 and latency.runs == 3 and entry.error is None
 
 
 def recorder(name, calls, fail_after=None):
