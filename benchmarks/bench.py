@@ -106,7 +106,8 @@ def load_alone(plan: RowPlan, cfg: BenchConfig) -> Measured:
     return Measured(row, True, eval_target(plan, runner, info))
 
 
-def time_in_turns(plans: list[RowPlan], measured: list[Measured], cfg: BenchConfig, machine: Machine) -> None:
+def time_in_turns(plans: list[RowPlan], measured: list[Measured | None], cfg: BenchConfig,
+                  machine: Machine) -> None:
     """Time the rows that loaded alone side by side (``in_turns``), each with a fresh load of its model."""
     rows = [(plan, item.row) for plan, item in zip(plans, measured) if item and item.loaded and item.row.ok]
     runners, entries, timed = [], [], []
@@ -182,8 +183,10 @@ def measure_rows_in_own_process(plans: list[RowPlan], cfg: BenchConfig, machine:
         try:
             return pool.apply(_measure_by_name, (backend.name, [p.model for p in plans], threads, cfg, machine))
         except Exception as exc:  # noqa: BLE001 - a child that dies or cannot send its rows back gives rows too
-            return [Measured(Row(p.name, backend.name, backend.kind, str(p.model), status=failure(exc),
-                                 input_shape="1x3x{}x{}".format(*cfg.size)), False) for p in plans]
+            rows = [new_row(p, cfg) for p in plans]
+            for row in rows:
+                row.status = failure(exc)
+            return [Measured(row, False) for row in rows]
 
 
 def measure_row(plan: RowPlan, cfg: BenchConfig, machine: Machine) -> Measured:

@@ -86,3 +86,16 @@ def test_rows_are_grouped_by_the_process_that_times_them_in_turns():
              RowPlan(table["executorch"], None, status="skipped: no ExecuTorch runtime")]
     # this process: every row but ExecuTorch's timed ones; one process per ExecuTorch thread count
     assert process_groups(plans) == [[0, 5, 6], [1, 3], [2, 4]]
+
+
+def test_a_process_that_cannot_measure_gives_a_failed_row_per_model(tmp_path):
+    from elsr.benchmarks.bench import measure_rows_in_own_process
+
+    table = {b.name: b for b in BACKENDS}
+    plans = [RowPlan(table["executorch"], tmp_path / name, 2) for name in ("a.pte", "b.pte")]
+    unpicklable = lambda: None  # noqa: E731 - the child never gets its arguments
+    cfg = BenchConfig(models=[p.model for p in plans], size=SIZE)
+    measured = measure_rows_in_own_process(plans, cfg, unpicklable)
+    assert [(m.row.name, m.row.threads, m.loaded) for m in measured] == [
+        ("executorch:a.pte", 2, False), ("executorch:b.pte", 2, False)]
+    assert all(m.row.status.startswith("failed: ") and "pickle" in m.row.status.lower() for m in measured)
