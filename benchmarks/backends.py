@@ -103,7 +103,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("torch-cpu-cl", "torch", loader(TorchUpscaler, channels_last=True),
             description="PyTorch eager, CPU, channels_last"),
     Backend("torch-compile", "torch", loader(TorchUpscaler, compiled=True), no_compile, default=False,
-            description="torch.compile (inductor), CPU; slow to compile, off by default"),
+            description="torch.compile (inductor), CPU; slow to compile (twice a row: loaded alone, then for the "
+                        "turns), off by default"),
     Backend("torch-cuda-fp32", "torch", loader(TorchUpscaler, "cuda"), no_cuda, threaded=False, timer=cuda_ms,
             description="PyTorch eager, CUDA, FP32, CUDA-event timing"),
     Backend("torch-cuda-fp16", "torch", loader(TorchUpscaler, "cuda", half=True), no_cuda, threaded=False,
