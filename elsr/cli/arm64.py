@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from elsr.benchmarks.arm64 import Arm64Config, run_arm64
@@ -18,7 +16,7 @@ from elsr.benchmarks.arm64.artifacts import ARTIFACTS
 from elsr.benchmarks.arm64.report import HEADING, SECTION, markdown
 from elsr.benchmarks.arm64.targets import CORES
 from elsr.benchmarks.report import BENCHMARKS_TITLE
-from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
+from elsr.cli.command import Parser, common_options, parse_module_arguments, run_command, setup_logging
 from elsr.cli.numbers import count, threads
 from elsr.cli.options import add_convert, default
 from elsr.io.files import write_section, write_text
@@ -70,10 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_arguments(_parser(), argv)
+    args = parse_module_arguments(_parser(), argv)
     if isinstance(args, int):
         return args
-    args.command_line = " ".join(["python -m elsr.benchmarks.arm64", *map(shlex.quote, argv)])
     setup_logging(args.quiet)
     return run_command(run, args)

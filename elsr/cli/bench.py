@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 from elsr.benchmarks.backends import BACKENDS
 from elsr.benchmarks.bench import run_benchmark
 from elsr.benchmarks.config import DEFAULT_RUNS, DEFAULT_WARMUP, BenchConfig, parse_size, resolve_threads
 from elsr.benchmarks.report import BENCH_SECTION, format_report, write_markdown, write_outputs, write_video_section
-from elsr.cli.command import Parser, common_options, parse_arguments, run_command, setup_logging
+from elsr.cli.command import Parser, common_options, parse_module_arguments, run_command, setup_logging
 from elsr.cli.numbers import count, number, threads
 from elsr.cli.options import bundled_names, check_checkpoint
 from elsr.errors import ElsrError
@@ -107,12 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
 def module_main(argv: list[str] | None = None) -> int:
     """``python -m elsr.benchmarks``: the same options as ``elsr bench``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(prog="python -m elsr.benchmarks", description=__doc__, parents=[common_options()])
     add_arguments(parser)
-    args = parse_arguments(parser, argv)
+    args = parse_module_arguments(parser, argv)
     if isinstance(args, int):
         return args
-    args.command_line = " ".join(["python -m elsr.benchmarks", *map(shlex.quote, argv)])
     setup_logging(args.quiet)
     return run_command(run, args)

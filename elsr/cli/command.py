@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from typing import Callable
 
@@ -29,6 +30,16 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
         return parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+
+
+def parse_module_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
+    """``parse_arguments`` for a ``python -m`` entry point (``argv``: ``sys.argv[1:]`` when None), the options with
+    ``command_line``: the command as given, program name first (the reports say how to write them again)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_arguments(parser, argv)
+    if not isinstance(args, int):
+        args.command_line = " ".join([parser.prog, *map(shlex.quote, argv)])
+    return args
 
 
 def common_options() -> argparse.ArgumentParser:

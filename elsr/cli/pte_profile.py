@@ -4,14 +4,12 @@ operator (ExecuTorch's profiler, in a process of its own thread count)."""
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 from elsr.benchmarks.config import parse_size
 from elsr.benchmarks.pte_profile import PteProfileConfig, profile_markdown, profile_program
 from elsr.benchmarks.report import BENCHMARKS_TITLE
-from elsr.cli.command import Parser, parse_arguments, run_command
+from elsr.cli.command import Parser, parse_module_arguments, run_command
 from elsr.cli.numbers import count, threads
 from elsr.io.files import write_section
 from elsr.model.network import DEFAULT_FRAME
@@ -31,11 +29,9 @@ def _parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_arguments(_parser(), argv)
+    args = parse_module_arguments(_parser(), argv)
     if isinstance(args, int):
         return args
-    args.command_line = " ".join(["python -m elsr.benchmarks.pte_profile", *map(shlex.quote, argv)])
     return run_command(run, args)
 
 
